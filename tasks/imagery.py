@@ -1,0 +1,945 @@
+"""Pure raster core of imagery ingest: validate GeoTIFFs, plan tile grids, co-register pairs, render JPEG tiles.
+
+No Django here: every function takes paths and plain values and returns plain values, so the whole pipeline
+can be tested and benchmarked on its own.
+
+Grid rule (``grid_offsets``): along an axis of ``length`` pixels with tile ``size`` and ``overlap``,
+``step = size - overlap``. A raster no longer than one tile gives exactly one tile covering all of it (the
+tile is then smaller than ``size``). Otherwise tiles start at ``0, step, 2*step, ...`` and the LAST tile is
+shifted back so that it ends exactly on the raster edge (offset ``length - size``); its overlap with the
+previous tile is therefore between ``overlap`` and ``size - 1`` pixels. Every tile is full size, there are no
+slivers, and the count is ``1 + ceil((length - size) / step)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import rasterio
+import shapely
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import RasterioError
+from rasterio.io import DatasetReader
+from rasterio.transform import Affine
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import calculate_default_transform, transform_geom
+from rasterio.warp import transform as warp_points
+from rasterio.windows import Window
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+
+__all__ = [
+    "MAX_PIXELS",
+    "MAX_SIDE_PX",
+    "GridPlan",
+    "ImageryError",
+    "RenderedTile",
+    "TileSpec",
+    "describe_raster",
+    "grid_offsets",
+    "iter_rendered_tiles",
+    "parse_aoi",
+    "plan_grid",
+    "render_overview",
+    "sha256_file",
+]
+
+#: Refuse rasters whose header claims more than this many pixels (before any pixel is read).
+MAX_PIXELS = 2_000_000_000
+#: Refuse rasters wider or taller than this.
+MAX_SIDE_PX = 200_000
+MIN_TILE_SIZE_PX = 64
+MAX_TILE_SIZE_PX = 2048
+#: GDAL block cache used while rendering: enough to keep one row of tiles' blocks, bounded whatever the scene.
+GDAL_CACHE_BYTES = 192 * 1024 * 1024
+#: Pixels read to estimate a scene's contrast stretch: small scenes are read whole, large ones sampled.
+STRETCH_SAMPLE_PX = 4_000_000
+#: A tile is flagged cloudy when this share of its valid pixels is bright and unsaturated.
+CLOUDY_FRACTION = 0.4
+_EQUAL_AREA_CRS = CRS.from_epsg(6933)  # WGS 84 / NSIDC EASE-Grid 2.0 Global: equal-area, for m² figures
+_WGS84 = CRS.from_epsg(4326)
+_CHUNK_BYTES = 1024 * 1024
+
+
+class ImageryError(ValueError):
+    """A problem with an uploaded image or area of interest that the user can fix; the message is one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+# --------------------------------------------------------------------------------------------- data types
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """One tile of the grid: its pixel window on the plan grid and where it lies on Earth."""
+
+    row: int
+    col: int
+    col_off: int
+    row_off: int
+    width: int
+    height: int
+    bbox_4326: tuple[
+        float, float, float, float
+    ]  # west, south, east, north (west > east across the antimeridian)
+    footprint_4326: dict[str, Any]  # GeoJSON Polygon, counterclockwise exterior ring (RFC 7946)
+
+    @property
+    def window(self) -> Window:
+        return Window(self.col_off, self.row_off, self.width, self.height)
+
+
+@dataclass
+class GridPlan:
+    """The grid every tile of a source (or a before/after pair) is cut from.
+
+    ``crs``/``transform``/``width``/``height`` define the common pixel grid: for a single scene it is the
+    scene's own grid; for a pair it is the footprints' intersection, resampled to the finer resolution in a
+    local projected CRS. ``warp_params()`` gives the arguments to build a ``WarpedVRT`` onto that grid.
+    """
+
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    width: int
+    height: int
+    tile_size_px: int
+    overlap_px: int
+    tiles: list[TileSpec]
+    overlap_area_m2: float | None
+    tiles_outside_aoi: int
+    paired: bool
+    grid_rows: int = 0
+    grid_cols: int = 0
+    bounds_4326: tuple[float, float, float, float] | None = None
+    resampling: str = "bilinear"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def affine(self) -> Affine:
+        return Affine(*self.transform)
+
+    def warp_params(self) -> dict[str, Any]:
+        """Keyword arguments for ``rasterio.vrt.WarpedVRT`` that put any source onto this plan's grid."""
+        return {
+            "crs": CRS.from_user_input(self.crs),
+            "transform": self.affine,
+            "width": self.width,
+            "height": self.height,
+            "resampling": Resampling[self.resampling],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (tiles included) for storage with the source's provenance."""
+        return {
+            "crs": self.crs,
+            "transform": list(self.transform),
+            "width": self.width,
+            "height": self.height,
+            "tile_size_px": self.tile_size_px,
+            "overlap_px": self.overlap_px,
+            "grid_rows": self.grid_rows,
+            "grid_cols": self.grid_cols,
+            "overlap_area_m2": self.overlap_area_m2,
+            "tiles_outside_aoi": self.tiles_outside_aoi,
+            "paired": self.paired,
+            "bounds_4326": list(self.bounds_4326) if self.bounds_4326 else None,
+            "resampling": self.resampling,
+            "tiles": [
+                {
+                    "row": t.row,
+                    "col": t.col,
+                    "col_off": t.col_off,
+                    "row_off": t.row_off,
+                    "width": t.width,
+                    "height": t.height,
+                    "bbox_4326": list(t.bbox_4326),
+                    "footprint_4326": t.footprint_4326,
+                }
+                for t in self.tiles
+            ],
+        }
+
+
+@dataclass
+class RenderedTile:
+    """A tile rendered as JPEG for volunteers; ``skip_reason`` set means "do not make a task of it"."""
+
+    spec: TileSpec
+    before_jpeg: bytes
+    after_jpeg: bytes | None
+    valid_fraction: float
+    cloudy: bool
+    skip_reason: str | None
+
+
+# --------------------------------------------------------------------------------------------- utilities
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks so memory stays flat for any file size."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def grid_offsets(length: int, size: int, overlap: int) -> list[int]:
+    """Tile start offsets along one axis (see the module docstring for the rule); tiles are ``min(size, length)``."""
+    if length <= 0:
+        return []
+    if length <= size:
+        return [0]
+    step = size - overlap
+    count = 1 + math.ceil((length - size) / step)
+    offsets = [i * step for i in range(count - 1)]
+    offsets.append(length - size)
+    return offsets
+
+
+def _crs_string(crs: CRS) -> str:
+    epsg = crs.to_epsg(confidence_threshold=90) if crs else None
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
+
+
+def _crs_name(crs: CRS) -> str:
+    match = re.match(r'\s*[A-Z]+\["([^"]+)"', crs.to_wkt())
+    return match.group(1) if match else crs.to_string()
+
+
+def _utm_crs(lon: float, lat: float) -> CRS:
+    zone = min(60, max(1, int(math.floor((lon + 180.0) / 6.0)) + 1))
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+
+
+def _parse_date(value: str) -> str | None:
+    text = value.strip().rstrip("Z").replace("T", " ")
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d", "%Y%m%d"):
+        try:
+            return dt.datetime.strptime(text, fmt).isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+def _acquisition_date(tags: dict[str, str]) -> str | None:
+    keys = [k for k in tags if "ACQUISITION" in k.upper() or k.upper() in {"DATE_ACQUIRED", "ACQUIRED"}]
+    keys.append("TIFFTAG_DATETIME")
+    for key in keys:
+        if key in tags and (parsed := _parse_date(tags[key])):
+            return parsed
+    return None
+
+
+# --------------------------------------------------------------------------------------------- opening
+
+
+def _open_checked(
+    path: str | Path, *, max_pixels: int = MAX_PIXELS, max_side_px: int = MAX_SIDE_PX
+) -> DatasetReader:
+    """Open a raster and refuse, with a one-line message, anything we cannot tile safely."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise ImageryError(f"{name} does not exist")
+    if path.stat().st_size == 0:
+        raise ImageryError(f"{name} is empty (zero bytes)")
+    try:
+        dataset = rasterio.open(path)
+    except RasterioError as exc:
+        raise ImageryError(f"{name} is not a readable raster image: {exc}") from exc
+    try:
+        _check_dataset(dataset, name, max_pixels=max_pixels, max_side_px=max_side_px)
+    except BaseException:
+        dataset.close()
+        raise
+    return dataset
+
+
+def _check_dataset(dataset: DatasetReader, name: str, *, max_pixels: int, max_side_px: int) -> None:
+    width, height = dataset.width, dataset.height
+    if width <= 0 or height <= 0 or dataset.count <= 0:
+        raise ImageryError(f"{name} has no pixels")
+    if width > max_side_px or height > max_side_px or width * height > max_pixels:
+        raise ImageryError(
+            f"{name} claims {width}x{height} pixels, more than the limit of {max_side_px} px a side "
+            f"and {max_pixels:,} px in all"
+        )
+    if dataset.crs is None:
+        raise ImageryError(f"{name} has no CRS: a georeferenced raster is required")
+    if dataset.transform.is_identity:
+        if dataset.gcps[0]:
+            raise ImageryError(f"{name} is georeferenced only by control points: warp it to a map grid first")
+        raise ImageryError(f"{name} has no geotransform: a georeferenced raster is required")
+    supported = {"uint8", "uint16", "int16", "uint32", "int32", "float32", "float64", "int8"}
+    if any(dtype not in supported for dtype in dataset.dtypes):
+        raise ImageryError(f"{name} has unsupported pixel type {dataset.dtypes[0]}")
+    # A truncated or damaged file usually opens and then fails on its first or last block: try both now,
+    # so a damaged upload is refused before any task exists.
+    block_height, block_width = dataset.block_shapes[0]
+    last = Window(
+        (max(0, width - 1) // block_width) * block_width,
+        (max(0, height - 1) // block_height) * block_height,
+        min(block_width, width - ((width - 1) // block_width) * block_width),
+        min(block_height, height - ((height - 1) // block_height) * block_height),
+    )
+    try:
+        for window in (Window(0, 0, min(block_width, width), min(block_height, height)), last):
+            dataset.read(window=window)
+    except RasterioError as exc:
+        raise ImageryError(f"{name} is damaged: its pixels cannot be read ({exc})") from exc
+
+
+# --------------------------------------------------------------------------------------------- describe
+
+
+def _band_roles(dataset: DatasetReader) -> tuple[list[int], int | None]:
+    """(display band indexes in R,G,B order or [grey], alpha band index or None)."""
+    interp = list(dataset.colorinterp)
+    alpha = next((i + 1 for i, ci in enumerate(interp) if ci == ColorInterp.alpha), None)
+    colour = {ci: i + 1 for i, ci in enumerate(interp)}
+    if all(ci in colour for ci in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
+        return [colour[ColorInterp.red], colour[ColorInterp.green], colour[ColorInterp.blue]], alpha
+    others = [i for i in range(1, dataset.count + 1) if i != alpha]
+    if len(others) >= 3:
+        return others[:3], alpha
+    return others[:1], alpha
+
+
+def _corner_bounds_4326(crs: CRS, transform: Affine, width: int, height: int) -> tuple[float, ...]:
+    lons, lats = _edge_points_4326(crs, transform, [(0, 0, width, height)], per_edge=16)
+    return _bbox_from_points(lons[0], lats[0])
+
+
+def describe_raster(
+    path: str | Path, *, max_pixels: int = MAX_PIXELS, max_side_px: int = MAX_SIDE_PX
+) -> dict[str, Any]:
+    """JSON-able format metadata for a source's provenance; raises ImageryError for unusable files."""
+    with _open_checked(path, max_pixels=max_pixels, max_side_px=max_side_px) as dataset:
+        tags = dataset.tags()
+        display, alpha = _band_roles(dataset)
+        flags = dataset.mask_flag_enums
+        has_mask = any(MaskFlags.per_dataset in f and MaskFlags.alpha not in f for f in flags)
+        nodata = dataset.nodata
+        return {
+            "driver": dataset.driver,
+            "width": dataset.width,
+            "height": dataset.height,
+            "count": dataset.count,
+            "dtypes": list(dataset.dtypes),
+            "crs": _crs_string(dataset.crs),
+            "crs_name": _crs_name(dataset.crs),
+            "crs_is_geographic": bool(dataset.crs.is_geographic),
+            "transform": list(dataset.transform)[:6],
+            "bounds": list(dataset.bounds),
+            "bounds_4326": list(
+                _corner_bounds_4326(dataset.crs, dataset.transform, dataset.width, dataset.height)
+            ),
+            "res": list(dataset.res),
+            "nodata": None if nodata is None else ("nan" if math.isnan(nodata) else nodata),
+            "colorinterp": [ci.name for ci in dataset.colorinterp],
+            "display_bands": display,
+            "has_alpha": alpha is not None,
+            "has_mask": has_mask,
+            "block_shape": list(dataset.block_shapes[0]),
+            "overviews": dataset.overviews(1),
+            "compression": dataset.compression.value if dataset.compression else None,
+            "acquisition_date": _acquisition_date(tags),
+            "tags": {key: value[:2000] for key, value in tags.items()},
+        }
+
+
+# --------------------------------------------------------------------------------------------- AOI
+
+
+def parse_aoi(aoi: str | bytes | dict[str, Any]) -> BaseGeometry:
+    """An area of interest as a (Multi)Polygon in EPSG:4326 from GeoJSON text or a parsed GeoJSON object."""
+    if isinstance(aoi, bytes | str):
+        try:
+            data = json.loads(aoi)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ImageryError(f"the area of interest is not valid GeoJSON: {exc}") from exc
+    else:
+        data = aoi
+    if not isinstance(data, dict) or "type" not in data:
+        raise ImageryError("the area of interest is not a GeoJSON object")
+    declared = data.get("crs")
+    if data["type"] == "FeatureCollection":
+        geometries = [feature.get("geometry") for feature in data.get("features") or []]
+    elif data["type"] == "Feature":
+        geometries = [data.get("geometry")]
+    else:
+        geometries = [data]
+    polygons: list[Polygon] = []
+    for geometry in geometries:
+        if not isinstance(geometry, dict):
+            raise ImageryError("the area of interest has a feature without a geometry")
+        if geometry.get("type") not in {"Polygon", "MultiPolygon"}:
+            raise ImageryError(
+                f"the area of interest must be a Polygon or MultiPolygon, not {geometry.get('type')}"
+            )
+        try:
+            shp = shape(geometry)
+        except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+            raise ImageryError(f"the area of interest has malformed coordinates: {exc}") from exc
+        if not shp.is_valid:
+            shp = shapely.make_valid(shp)
+        polygons.extend(_polygons_of(shp))
+    merged = shapely.union_all(polygons) if polygons else Polygon()
+    if merged.is_empty or merged.area == 0:
+        raise ImageryError("the area of interest is empty")
+    if declared is not None:
+        try:
+            crs = CRS.from_user_input(declared["properties"]["name"])
+        except (KeyError, TypeError, RasterioError) as exc:
+            raise ImageryError(f"the area of interest declares an unknown CRS: {declared}") from exc
+        if crs != _WGS84 and crs.to_epsg() != 4326:
+            merged = shape(transform_geom(crs, _WGS84, shapely.segmentize(merged, _segment_len(merged))))
+    minx, miny, maxx, maxy = merged.bounds
+    if minx < -540 or maxx > 540 or miny < -90.0001 or maxy > 90.0001:
+        raise ImageryError("the area of interest is not in longitude/latitude (declare its CRS)")
+    return merged
+
+
+def _segment_len(geometry: BaseGeometry) -> float:
+    minx, miny, maxx, maxy = geometry.bounds
+    return max(maxx - minx, maxy - miny, 1e-9) / 32
+
+
+def _polygons_of(geometry: BaseGeometry) -> list[Polygon]:
+    if isinstance(geometry, Polygon):
+        return [geometry] if not geometry.is_empty else []
+    if isinstance(geometry, MultiPolygon):
+        return list(geometry.geoms)
+    if hasattr(geometry, "geoms"):
+        return [p for g in geometry.geoms for p in _polygons_of(g)]
+    return []
+
+
+# --------------------------------------------------------------------------------------------- planning
+
+
+def _edge_points_4326(
+    crs: CRS, transform: Affine, windows: list[tuple[int, int, int, int]], per_edge: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lon/lat of points along each window's outline, one row per window, counterclockwise on the map.
+
+    Order: bottom-left corner, along the bottom edge, right edge, top edge, left edge; ``per_edge`` points per
+    edge, so the corners sit at indices 0, per_edge, 2*per_edge, 3*per_edge.
+    """
+    win = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
+    c0, r0, w, h = win[:, 0:1], win[:, 1:2], win[:, 2:3], win[:, 3:4]
+    t = np.arange(per_edge, dtype=np.float64)[None, :] / per_edge
+    # in pixel space (rows grow downwards): BL -> BR -> TR -> TL -> back
+    cols = np.concatenate([c0 + t * w, c0 + w + 0 * t, c0 + w - t * w, c0 + 0 * t], axis=1)
+    rows = np.concatenate([r0 + h + 0 * t, r0 + h - t * h, r0 + 0 * t, r0 + t * h], axis=1)
+    a, b, c, d, e, f = transform[:6]
+    xs = a * cols + b * rows + c
+    ys = d * cols + e * rows + f
+    if crs == _WGS84 or crs.to_epsg() == 4326:
+        lons, lats = xs, ys
+    else:
+        lon_list, lat_list = warp_points(crs, _WGS84, xs.ravel().tolist(), ys.ravel().tolist())
+        lons = np.asarray(lon_list).reshape(xs.shape)
+        lats = np.asarray(lat_list).reshape(ys.shape)
+    return lons, lats
+
+
+def _bbox_from_points(lons: np.ndarray, lats: np.ndarray) -> tuple[float, float, float, float]:
+    west, east = float(np.min(lons)), float(np.max(lons))
+    if east - west > 180.0 and east - west < 360.0:  # crosses the antimeridian: RFC 7946 west > east
+        shifted = np.where(lons < 0, lons + 360.0, lons)
+        west, east = float(np.min(shifted)), float(np.max(shifted))
+        west = west - 360.0 if west > 180.0 else west
+        east = east - 360.0 if east > 180.0 else east
+    return (west, float(np.min(lats)), east, float(np.max(lats)))
+
+
+def _tile_specs(
+    crs: CRS, transform: Affine, width: int, height: int, tile_size_px: int, overlap_px: int
+) -> tuple[list[TileSpec], int, int]:
+    col_offsets = grid_offsets(width, tile_size_px, overlap_px)
+    row_offsets = grid_offsets(height, tile_size_px, overlap_px)
+    tile_w, tile_h = min(tile_size_px, width), min(tile_size_px, height)
+    windows = [(c, r, tile_w, tile_h) for r in row_offsets for c in col_offsets]
+    per_edge = 4
+    lons, lats = _edge_points_4326(crs, transform, windows, per_edge=per_edge)
+    corners = [0, per_edge, 2 * per_edge, 3 * per_edge]
+    tiles = []
+    for index, (col_off, row_off, w, h) in enumerate(windows):
+        ring = [[float(lons[index, k]), float(lats[index, k])] for k in corners]
+        if _signed_area(ring) < 0:  # a mirrored transform: keep RFC 7946's counterclockwise exterior ring
+            ring.reverse()
+        ring.append(ring[0])
+        tiles.append(
+            TileSpec(
+                row=index // len(col_offsets),
+                col=index % len(col_offsets),
+                col_off=col_off,
+                row_off=row_off,
+                width=w,
+                height=h,
+                bbox_4326=_bbox_from_points(lons[index], lats[index]),
+                footprint_4326={"type": "Polygon", "coordinates": [ring]},
+            )
+        )
+    return tiles, len(row_offsets), len(col_offsets)
+
+
+def _signed_area(ring: list[list[float]]) -> float:
+    xs = np.array([p[0] for p in ring])
+    ys = np.array([p[1] for p in ring])
+    return float(np.sum(xs * np.roll(ys, -1) - np.roll(xs, -1) * ys) / 2)
+
+
+def _footprint(dataset: DatasetReader, crs: CRS, per_edge: int = 16) -> Polygon:
+    """The raster's outline in ``crs`` (edges densified so curved reprojected edges stay accurate)."""
+    win = np.array([[0, 0, dataset.width, dataset.height]], dtype=np.float64)
+    t = np.arange(per_edge, dtype=np.float64) / per_edge
+    w, h = win[0, 2], win[0, 3]
+    cols = np.concatenate([t * w, np.full(per_edge, w), w - t * w, np.zeros(per_edge)])
+    rows = np.concatenate([np.full(per_edge, h), h - t * h, np.zeros(per_edge), t * h])
+    xs, ys = dataset.transform * (cols, rows)
+    if dataset.crs != crs:
+        xs, ys = warp_points(dataset.crs, crs, list(xs), list(ys))
+    polygon = Polygon(list(zip(xs, ys, strict=True)))
+    return polygon if polygon.is_valid else shapely.make_valid(polygon)
+
+
+def _validate_tiling(tile_size_px: int, overlap_px: int) -> None:
+    if not MIN_TILE_SIZE_PX <= tile_size_px <= MAX_TILE_SIZE_PX:
+        raise ImageryError(f"tile size must be between {MIN_TILE_SIZE_PX} and {MAX_TILE_SIZE_PX} px")
+    if not 0 <= overlap_px < tile_size_px:
+        raise ImageryError("overlap must be at least 0 px and smaller than the tile size")
+
+
+def _pair_grid(before: DatasetReader, after: DatasetReader) -> tuple[CRS, Affine, int, int, float, str]:
+    """Common grid of a pair: footprint intersection, finer resolution, local projected CRS."""
+    if before.crs.is_projected:
+        grid_crs = before.crs
+    else:
+        fb, fa = _footprint(before, _WGS84), _footprint(after, _WGS84)
+        inter = fb.intersection(fa)
+        if inter.is_empty or inter.area == 0:
+            raise ImageryError("the two images do not overlap")
+        minx, miny, maxx, maxy = inter.bounds
+        # A UTM zone is only sensible for a regional extent; continental pairs stay on the before's grid.
+        grid_crs = _utm_crs(inter.centroid.x, inter.centroid.y) if maxx - minx <= 30 else before.crs
+    footprint_before, footprint_after = _footprint(before, grid_crs), _footprint(after, grid_crs)
+    intersection = footprint_before.intersection(footprint_after)
+    if intersection.is_empty or intersection.area <= 0:
+        raise ImageryError("the two images do not overlap")
+
+    def native_res(dataset: DatasetReader) -> tuple[float, float]:
+        if dataset.crs == grid_crs:
+            return abs(dataset.transform.a), abs(dataset.transform.e)
+        transform, _, _ = calculate_default_transform(
+            dataset.crs, grid_crs, dataset.width, dataset.height, *dataset.bounds
+        )
+        return abs(transform.a), abs(transform.e)
+
+    res_before, res_after = native_res(before), native_res(after)
+    minx, miny, maxx, maxy = intersection.bounds
+    before_on_grid = (
+        before.crs == grid_crs
+        and before.transform.b == 0
+        and before.transform.d == 0
+        and before.transform.e < 0
+    )
+    if before_on_grid and res_before[0] <= res_after[0] * 1.0001 and res_before[1] <= res_after[1] * 1.0001:
+        # The before image is at least as fine: keep its own pixel grid, so it is read without resampling.
+        bt = before.transform
+        col0 = math.floor((minx - bt.c) / bt.a + 1e-6)
+        col1 = math.ceil((maxx - bt.c) / bt.a - 1e-6)
+        row0 = math.floor((maxy - bt.f) / bt.e + 1e-6)
+        row1 = math.ceil((miny - bt.f) / bt.e - 1e-6)
+        transform = bt * Affine.translation(col0, row0)
+        width, height = col1 - col0, row1 - row0
+    else:
+        res = min(*res_before, *res_after)
+        transform = Affine(res, 0.0, minx, 0.0, -res, maxy)
+        width = max(1, math.ceil((maxx - minx) / res - 1e-6))
+        height = max(1, math.ceil((maxy - miny) / res - 1e-6))
+    area = shape(
+        transform_geom(
+            grid_crs, _EQUAL_AREA_CRS, shapely.segmentize(intersection, _segment_len(intersection))
+        )
+    ).area
+    return grid_crs, transform, width, height, float(area), "bilinear"
+
+
+def plan_grid(
+    before: str | Path,
+    after: str | Path | None = None,
+    *,
+    tile_size_px: int = 256,
+    overlap_px: int = 32,
+    aoi: dict[str, Any] | str | bytes | None = None,
+) -> GridPlan:
+    """Plan the tile grid of a scene (its own pixel grid) or a pair (common grid over their intersection)."""
+    _validate_tiling(tile_size_px, overlap_px)
+    aoi_geometry = parse_aoi(aoi) if aoi is not None else None
+    with _open_checked(before) as before_ds:
+        if after is None:
+            crs, transform, width, height = (
+                before_ds.crs,
+                before_ds.transform,
+                before_ds.width,
+                before_ds.height,
+            )
+            overlap_area_m2, resampling = None, "nearest"
+        else:
+            with _open_checked(after) as after_ds:
+                crs, transform, width, height, overlap_area_m2, resampling = _pair_grid(before_ds, after_ds)
+    if width * height > MAX_PIXELS:
+        raise ImageryError(f"the common grid of the pair would be {width}x{height} px, more than the limit")
+    tiles, grid_rows, grid_cols = _tile_specs(crs, transform, width, height, tile_size_px, overlap_px)
+    outside = 0
+    if aoi_geometry is not None:
+        tiles, outside = _filter_by_aoi(tiles, aoi_geometry, crs, transform, width, height)
+    return GridPlan(
+        crs=_crs_string(crs),
+        transform=tuple(transform)[:6],  # type: ignore[arg-type]
+        width=width,
+        height=height,
+        tile_size_px=tile_size_px,
+        overlap_px=overlap_px,
+        tiles=tiles,
+        overlap_area_m2=overlap_area_m2,
+        tiles_outside_aoi=outside,
+        paired=after is not None,
+        grid_rows=grid_rows,
+        grid_cols=grid_cols,
+        bounds_4326=_corner_bounds_4326(crs, transform, width, height),  # type: ignore[arg-type]
+        resampling=resampling,
+    )
+
+
+def _filter_by_aoi(
+    tiles: list[TileSpec], aoi: BaseGeometry, crs: CRS, transform: Affine, width: int, height: int
+) -> tuple[list[TileSpec], int]:
+    # Compare in the grid's CRS, where tiles are exact rectangles.
+    aoi_grid = shape(transform_geom(_WGS84, crs, shapely.segmentize(aoi, _segment_len(aoi))))
+    inverse = ~transform
+    aoi_pixels = shapely.affinity.affine_transform(
+        aoi_grid, [inverse.a, inverse.b, inverse.d, inverse.e, inverse.c, inverse.f]
+    )
+    if not aoi_pixels.is_valid:
+        aoi_pixels = shapely.make_valid(aoi_pixels)
+    if not aoi_pixels.intersects(shapely.box(0, 0, width, height)):
+        raise ImageryError("the area of interest does not touch the imagery")
+    boxes = shapely.box(
+        np.array([t.col_off for t in tiles]),
+        np.array([t.row_off for t in tiles]),
+        np.array([t.col_off + t.width for t in tiles]),
+        np.array([t.row_off + t.height for t in tiles]),
+    )
+    shapely.prepare(aoi_pixels)
+    keep = shapely.intersects(aoi_pixels, boxes) & ~shapely.touches(aoi_pixels, boxes)
+    kept = [tile for tile, flag in zip(tiles, keep, strict=True) if flag]
+    if not kept:
+        raise ImageryError("the area of interest does not touch the imagery")
+    return kept, len(tiles) - len(kept)
+
+
+# --------------------------------------------------------------------------------------------- rendering
+
+
+class _Layer:
+    """One date of a plan: reads plan-grid windows as display bands plus a validity mask."""
+
+    def __init__(self, path: str | Path, plan: GridPlan) -> None:
+        self.dataset = _open_checked(path)
+        self.name = Path(path).name
+        self.vrt: WarpedVRT | None = None
+        self.bands, alpha = _band_roles(self.dataset)
+        self.offset = self._aligned_offset(plan)
+        flags = self.dataset.mask_flag_enums[self.bands[0] - 1]
+        self.nodata = self.dataset.nodata
+        self.is_float = np.dtype(self.dataset.dtypes[self.bands[0] - 1]).kind == "f"
+        if self.offset is not None:
+            self.reader: DatasetReader | WarpedVRT = self.dataset
+            self.alpha = alpha
+            self.use_mask_band = alpha is None and MaskFlags.per_dataset in flags
+        else:
+            params = plan.warp_params()
+            kwargs: dict[str, Any] = {}
+            if alpha is None:
+                kwargs["add_alpha"] = True  # marks pixels outside the source, whatever its nodata is
+            self.vrt = WarpedVRT(self.dataset, **params, **kwargs)
+            self.reader = self.vrt
+            self.alpha = alpha if alpha is not None else self.vrt.count
+            self.use_mask_band = False
+            if alpha is None:
+                self.nodata = None if self.dataset.nodata is None else self.dataset.nodata
+        self.read_indexes = [*self.bands, *([self.alpha] if self.alpha else [])]
+        self.dtype = np.dtype(self.dataset.dtypes[self.bands[0] - 1])
+        self.lut: np.ndarray | None = None
+        self.lut_offset = 0
+        self.lo = np.zeros(len(self.bands), dtype=np.float32)
+        self.scale = np.ones(len(self.bands), dtype=np.float32)
+
+    def _aligned_offset(self, plan: GridPlan) -> tuple[int, int] | None:
+        """Integer (col, row) offset of the plan grid in the source's grid, or None if it needs warping."""
+        ds, grid = self.dataset, plan.affine
+        if abs(abs(ds.transform.a) - abs(grid.a)) > 1e-9 * abs(grid.a) + 1e-12:
+            return None
+        cols = np.array([0.0, plan.width, plan.width, 0.0, plan.width / 2])
+        rows = np.array([0.0, 0.0, plan.height, plan.height, plan.height / 2])
+        xs, ys = grid * (cols, rows)
+        plan_crs = CRS.from_user_input(plan.crs)
+        if plan_crs != ds.crs:
+            xs, ys = warp_points(plan_crs, ds.crs, list(xs), list(ys))
+        src_cols, src_rows = ~ds.transform * (np.asarray(xs), np.asarray(ys))
+        dc, dr = np.asarray(src_cols) - cols, np.asarray(src_rows) - rows
+        if np.ptp(dc) > 1e-3 or np.ptp(dr) > 1e-3:
+            return None
+        col_shift, row_shift = round(float(dc[0])), round(float(dr[0]))
+        if abs(dc[0] - col_shift) > 1e-3 or abs(dr[0] - row_shift) > 1e-3:
+            return None
+        return col_shift, row_shift
+
+    def close(self) -> None:
+        if self.vrt is not None:
+            self.vrt.close()
+        self.dataset.close()
+
+    def read(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(bands x h x w raw pixels, h x w bool validity) of a plan-grid window; outside the source = invalid."""
+        col_off, row_off = int(window.col_off), int(window.row_off)
+        width, height = int(window.width), int(window.height)
+        try:
+            if self.offset is None:
+                return self._read_from(self.reader, Window(col_off, row_off, width, height), out_shape)
+            # Direct read: clip the window to the source and pad, cheaper than a boundless (VRT) read.
+            src_col, src_row = col_off + self.offset[0], row_off + self.offset[1]
+            c0, r0 = max(src_col, 0), max(src_row, 0)
+            c1 = min(src_col + width, self.dataset.width)
+            r1 = min(src_row + height, self.dataset.height)
+            if c0 == src_col and r0 == src_row and c1 - c0 == width and r1 - r0 == height:
+                return self._read_from(self.dataset, Window(c0, r0, width, height), out_shape)
+            shape_hw = out_shape or (height, width)
+            data = np.zeros((len(self.bands), *shape_hw), dtype=self.dtype)
+            valid = np.zeros(shape_hw, dtype=bool)
+            if c1 <= c0 or r1 <= r0:
+                return data, valid
+            sy, sx = shape_hw[0] / height, shape_hw[1] / width
+            y0, y1 = round((r0 - src_row) * sy), round((r1 - src_row) * sy)
+            x0, x1 = round((c0 - src_col) * sx), round((c1 - src_col) * sx)
+            if y1 > y0 and x1 > x0:
+                part, part_valid = self._read_from(
+                    self.dataset, Window(c0, r0, c1 - c0, r1 - r0), (y1 - y0, x1 - x0)
+                )
+                data[:, y0:y1, x0:x1] = part
+                valid[y0:y1, x0:x1] = part_valid
+            return data, valid
+        except RasterioError as exc:
+            raise ImageryError(f"{self.name} is damaged: its pixels cannot be read ({exc})") from exc
+
+    def _read_from(
+        self, reader: DatasetReader | WarpedVRT, window: Window, out_shape: tuple[int, int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        kwargs: dict[str, Any] = {"window": window}
+        if out_shape is not None:
+            kwargs["out_shape"] = (len(self.read_indexes), *out_shape)
+        stack = reader.read(self.read_indexes, **kwargs)
+        data = stack[: len(self.bands)]
+        if self.alpha:
+            valid = stack[len(self.bands)] > 0
+        elif self.use_mask_band:
+            mask_kwargs = dict(kwargs)
+            if out_shape is not None:
+                mask_kwargs["out_shape"] = out_shape
+            valid = reader.read_masks(self.bands[0], **mask_kwargs) > 0
+        else:
+            valid = np.ones(data.shape[1:], dtype=bool)
+        if self.nodata is not None:
+            if math.isnan(self.nodata):
+                valid &= ~np.isnan(data).all(axis=0)
+            else:
+                valid &= ~(data == self.dtype.type(self.nodata)).all(axis=0)
+        if self.is_float:
+            valid &= np.isfinite(data).all(axis=0)
+        return data, valid
+
+    # ---- contrast stretch: one per scene and date, so neighbouring tiles and both dates look consistent
+    def fit_stretch(self, plan: GridPlan) -> None:
+        samples = self._stretch_samples(plan)
+        lows, highs = [], []
+        for band in samples:
+            values = band[np.isfinite(band)] if band.dtype.kind == "f" else band
+            if values.size:
+                lo, hi = np.percentile(values, [2, 98])
+            else:
+                lo, hi = 0.0, 1.0
+            if hi <= lo:  # a flat band: show it mid-grey rather than black, which means "no data"
+                lo, hi = lo - 1.0, lo + 1.0
+            lows.append(float(lo))
+            highs.append(float(hi))
+        self.lo = np.array(lows, dtype=np.float32)
+        self.scale = np.array([255.0 / (h - lo) for lo, h in zip(lows, highs, strict=True)], dtype=np.float32)
+        if self.dtype in (np.dtype("uint8"), np.dtype("uint16"), np.dtype("int16"), np.dtype("int8")):
+            info = np.iinfo(self.dtype)
+            values = np.arange(info.min, info.max + 1, dtype=np.float32)
+            self.lut = np.stack(
+                [
+                    np.clip((values - lo) * sc + 0.5, 0, 255).astype(np.uint8)
+                    for lo, sc in zip(self.lo, self.scale)
+                ]
+            )
+            self.lut_offset = -int(info.min)
+
+    def _stretch_samples(self, plan: GridPlan) -> list[np.ndarray]:
+        """Valid pixels per band from a bounded read: the whole grid if small, else a grid of spread windows."""
+        total = plan.width * plan.height
+        if total <= STRETCH_SAMPLE_PX:
+            windows = [Window(0, 0, plan.width, plan.height)]
+        else:
+            side = 256
+            per_axis = max(1, int(math.sqrt(STRETCH_SAMPLE_PX / (side * side))))
+            cols = np.linspace(0, max(0, plan.width - side), per_axis).astype(int)
+            rows = np.linspace(0, max(0, plan.height - side), per_axis).astype(int)
+            windows = [
+                Window(int(c), int(r), min(side, plan.width), min(side, plan.height))
+                for r in rows
+                for c in cols
+            ]
+        per_band: list[list[np.ndarray]] = [[] for _ in self.bands]
+        for window in windows:
+            data, valid = self.read(window)
+            for index in range(len(self.bands)):
+                per_band[index].append(data[index][valid])
+        return [np.concatenate(parts) if parts else np.zeros(0) for parts in per_band]
+
+    def to_display(self, data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """h x w x 3 (BGR, for OpenCV) or h x w uint8 image; invalid pixels black."""
+        if self.lut is not None:
+            index = data.astype(np.int32) + self.lut_offset if self.lut_offset else data
+            channels = [np.take(self.lut[i], index[i]) for i in range(len(self.bands))]
+        else:
+            channels = [
+                np.clip(
+                    (np.nan_to_num(data[i].astype(np.float32)) - self.lo[i]) * self.scale[i] + 0.5, 0, 255
+                ).astype(np.uint8)
+                for i in range(len(self.bands))
+            ]
+        if len(channels) == 1:
+            image = channels[0]
+        else:
+            image = np.dstack(channels[::-1])  # R,G,B -> B,G,R
+        if not valid.all():
+            image[~valid] = 0
+        return image
+
+
+def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover - OpenCV only fails on impossible shapes
+        raise ImageryError("could not encode a JPEG tile")
+    return buffer.tobytes()
+
+
+def _cloudy(image: np.ndarray, valid: np.ndarray) -> bool:
+    """Likely cloud: many valid pixels both bright and unsaturated (a flag for volunteers, not a skip)."""
+    image, valid = image[::4, ::4], valid[::4, ::4]
+    count = int(valid.sum())
+    if count == 0:
+        return False
+    if image.ndim == 2:
+        bright = image > 220
+    else:
+        low, high = image.min(axis=2), image.max(axis=2)
+        bright = (low > 200) & (high.astype(np.int16) - low < 30)
+    return bool((bright & valid).sum() > CLOUDY_FRACTION * count)
+
+
+def iter_rendered_tiles(
+    before: str | Path,
+    after: str | Path | None,
+    plan: GridPlan,
+    *,
+    jpeg_quality: int = 80,
+    min_valid_fraction: float = 0.05,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[RenderedTile]:
+    """Render every tile of ``plan`` as JPEG(s), one window at a time: memory stays flat for any scene size.
+
+    Tiles with too few valid pixels (in either date) are still yielded, with ``skip_reason="empty"`` and
+    empty JPEG bytes, so the caller can count and report them.
+    """
+    if (after is None) == plan.paired:
+        raise ImageryError(
+            "the plan was made for a pair" if plan.paired else "the plan was made for one image"
+        )
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        layers = [_Layer(before, plan)]
+        try:
+            if after is not None:
+                layers.append(_Layer(after, plan))
+            for layer in layers:
+                layer.fit_stretch(plan)
+            total = len(plan.tiles)
+            for done, spec in enumerate(plan.tiles, start=1):
+                reads = [layer.read(spec.window) for layer in layers]
+                valid_fraction = min(float(valid.mean()) for _, valid in reads)
+                if valid_fraction < min_valid_fraction:
+                    yield RenderedTile(
+                        spec, b"", b"" if after is not None else None, valid_fraction, False, "empty"
+                    )
+                else:
+                    images = [
+                        layer.to_display(data, valid)
+                        for layer, (data, valid) in zip(layers, reads, strict=True)
+                    ]
+                    jpegs = [_encode_jpeg(image, jpeg_quality) for image in images]
+                    cloudy = any(
+                        _cloudy(image, valid) for image, (_, valid) in zip(images, reads, strict=True)
+                    )
+                    yield RenderedTile(
+                        spec, jpegs[0], jpegs[1] if after is not None else None, valid_fraction, cloudy, None
+                    )
+                if progress is not None:
+                    progress(done, total)
+        finally:
+            for layer in layers:
+                layer.close()
+
+
+def render_overview(
+    before: str | Path,
+    plan: GridPlan | None = None,
+    *,
+    after: str | Path | None = None,
+    max_size_px: int = 768,
+    jpeg_quality: int = 80,
+) -> bytes:
+    """JPEG of the whole plan grid (the before date, or ``after`` when given), with the tiles' stretch.
+
+    A tile's place in it is ``(col_off / plan.width, row_off / plan.height)`` to ``+ width/height``.
+    """
+    source = after if after is not None else before
+    if plan is None:
+        plan = plan_grid(before)
+    scale = min(1.0, max_size_px / max(plan.width, plan.height))
+    out_shape = (max(1, round(plan.height * scale)), max(1, round(plan.width * scale)))
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+        layer = _Layer(source, plan)
+        try:
+            layer.fit_stretch(plan)
+            data, valid = layer.read(Window(0, 0, plan.width, plan.height), out_shape=out_shape)
+            return _encode_jpeg(layer.to_display(data, valid), jpeg_quality)
+        finally:
+            layer.close()
