@@ -1,4 +1,4 @@
-"""Pure raster core of imagery ingest: validate GeoTIFFs, plan tile grids, co-register pairs, render JPEG tiles.
+"""Pure raster core of imagery ingest: validate GeoTIFFs, plan tile grids, co-register pairs, render tiles.
 
 No Django here: every function takes paths and plain values and returns plain values, so the whole pipeline
 can be tested and benchmarked on its own.
@@ -198,7 +198,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def grid_offsets(length: int, size: int, overlap: int) -> list[int]:
-    """Tile start offsets along one axis (see the module docstring for the rule); tiles are ``min(size, length)``."""
+    """Tile start offsets along one axis (rule in the module docstring); tiles are ``min(size, length)``."""
     if length <= 0:
         return []
     if length <= size:
@@ -221,7 +221,7 @@ def _crs_name(crs: CRS) -> str:
 
 
 def _utm_crs(lon: float, lat: float) -> CRS:
-    zone = min(60, max(1, int(math.floor((lon + 180.0) / 6.0)) + 1))
+    zone = min(60, max(1, math.floor((lon + 180.0) / 6.0) + 1))
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
@@ -718,7 +718,7 @@ class _Layer:
         self.dataset.close()
 
     def read(self, window: Window, out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(bands x h x w raw pixels, h x w bool validity) of a plan-grid window; outside the source = invalid."""
+        """(bands x h x w pixels, h x w validity) of a plan-grid window; outside the source is invalid."""
         col_off, row_off = int(window.col_off), int(window.row_off)
         width, height = int(window.width), int(window.height)
         try:
@@ -797,13 +797,13 @@ class _Layer:
             self.lut = np.stack(
                 [
                     np.clip((values - lo) * sc + 0.5, 0, 255).astype(np.uint8)
-                    for lo, sc in zip(self.lo, self.scale)
+                    for lo, sc in zip(self.lo, self.scale, strict=True)
                 ]
             )
             self.lut_offset = -int(info.min)
 
     def _stretch_samples(self, plan: GridPlan) -> list[np.ndarray]:
-        """Valid pixels per band from a bounded read: the whole grid if small, else a grid of spread windows."""
+        """Valid pixels per band from a bounded read: the whole grid if small, else spread windows."""
         total = plan.width * plan.height
         if total <= STRETCH_SAMPLE_PX:
             windows = [Window(0, 0, plan.width, plan.height)]
@@ -836,10 +836,8 @@ class _Layer:
                 ).astype(np.uint8)
                 for i in range(len(self.bands))
             ]
-        if len(channels) == 1:
-            image = channels[0]
-        else:
-            image = np.dstack(channels[::-1])  # R,G,B -> B,G,R
+        # OpenCV encodes B,G,R
+        image = channels[0] if len(channels) == 1 else np.dstack(channels[::-1])
         if not valid.all():
             image[~valid] = 0
         return image
