@@ -1,0 +1,1006 @@
+"""Agreement scoring: combine volunteers' redundant answers into a consensus with calibrated confidence.
+
+Pure numpy, no Django import, so it can be used, tested and benchmarked alone.
+
+Single-choice answers arrive as three flat integer arrays (task, worker, label), one entry per answer.
+Every method below is a per-answer likelihood model: a (n_workers, n_classes, n_classes) table
+``log_pi[w, true, answered]`` and a class prior.  A task's posterior is
+
+    P(true = k | answers) ∝ prior[k] * exp(tau * Σ_answers log_pi[w, k, l])
+
+where ``tau`` (the temperature) is fitted after the model, without the truth, so that the posterior is a
+calibrated probability that the consensus label is right (see ``_fit_temperature``).
+
+Methods (``METHODS``):
+
+- ``majority``: plain vote counts (ties are reported in ``AggregationResult.tied``); the confidence is
+  that of a one-coin model in which every volunteer has the same accuracy.
+- ``weighted``: each volunteer's vote is weighted by the log-odds of their agreement with the majority.
+- ``dawid_skene``: Dawid & Skene (1979), one full confusion matrix per volunteer, fitted by EM.
+- ``one_coin``: one accuracy per volunteer, errors spread evenly over the other classes, fitted by EM.
+- ``auto`` (default): hierarchical Dawid-Skene.  Each volunteer's confusion matrix gets a Dirichlet prior
+  centred on a one-coin matrix built from their own (shrunk) accuracy; the prior's strength is chosen by
+  leave-one-answer-out predictive likelihood, so volunteers with a handful of answers behave like the
+  one-coin model and volunteers with many answers get their own confusion matrix only when the data
+  support it.  Class priors are smoothed.
+
+Gold tasks (expert labels) are clamped to their label during EM, which anchors volunteers' reliability.
+
+Other answer types: ``aggregate_multiple`` (one binary consensus per option), ``cluster_points`` (points
+marked on an image, in metres), ``combine_locations`` (map guesses, geometric median).  Free text is kept,
+not aggregated.  ``task_consensus`` is the fast incremental path used on every new answer, and
+``retirement_decision`` the retirement rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+METHODS = ("majority", "weighted", "dawid_skene", "one_coin", "auto")
+
+_EPS = 1e-12
+# Smallest and largest temperatures considered; a temperature above 1 would say the model is
+# under-confident, which does not happen with conditionally-independent-answer models in practice.
+_TAU_RANGE = (0.02, 1.5)
+# Candidate Dirichlet strengths (pseudo-answers per true class) for the `auto` model.
+_AUTO_STRENGTHS = (2.0, 6.0, 20.0, 60.0, 200.0, 1000.0)
+# Pseudo-answers that pull a volunteer's accuracy towards the crowd's.
+_ACCURACY_PSEUDO_ANSWERS = 4.0
+# Answers used to fit the temperature and the prior strength (a fixed-seed sample above this size).
+_FIT_SAMPLE = 200_000
+# Gold tasks needed before the temperature is fitted on gold rather than on held-out answers.
+_MIN_GOLD_FOR_CALIBRATION = 30
+
+
+@dataclass
+class AggregationResult:
+    """Consensus of every task and reliability of every volunteer.
+
+    ``labels`` is -1 for a task with no voting answers (no answers, or only ``ignore_label`` answers).
+    ``confidence`` is the calibrated probability that the label is right (0 when there is no label).
+    ``agreement`` is the share of the task's answers (including ignored ones) on the top label.
+    ``worker_reliability`` is the probability that the volunteer answers correctly (class-prior weighted
+    diagonal of their confusion matrix); ``worker_chance`` is the accuracy they would reach by answering
+    at random with their own answer frequencies, so reliability <= chance means no information.
+    ``temperature`` is the fitted tempering of the log-likelihood; ``incremental_temperature`` is the one
+    to pass to ``task_consensus`` together with ``worker_reliability`` and ``class_prior``.
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    agreement: np.ndarray
+    entropy: np.ndarray
+    n_answers: np.ndarray
+    posteriors: np.ndarray
+    worker_reliability: np.ndarray
+    worker_n_answers: np.ndarray
+    method: str
+    iterations: int
+    tied: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    worker_chance: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    class_prior: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    temperature: float = 1.0
+    incremental_temperature: float = 1.0
+    prior_strength: float | None = None
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    peak = np.max(x, axis=axis, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    return np.log(np.sum(np.exp(x - peak), axis=axis)) + np.squeeze(peak, axis=axis)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - np.max(x, axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def _task_sums(task: np.ndarray, values: np.ndarray, n_tasks: int) -> np.ndarray:
+    """Sum per-answer rows (n_answers, K) into per-task rows (n_tasks, K) with one bincount per class."""
+    out = np.empty((n_tasks, values.shape[1]))
+    for k in range(values.shape[1]):
+        out[:, k] = np.bincount(task, weights=values[:, k], minlength=n_tasks)
+    return out
+
+
+def _soft_confusion_counts(
+    task: np.ndarray, worker: np.ndarray, label: np.ndarray, post: np.ndarray, n_workers: int, n_classes: int
+) -> np.ndarray:
+    """counts[w, k, l] = Σ over w's answers l of P(task's true class = k)."""
+    flat = worker * n_classes + label
+    counts = np.empty((n_workers, n_classes, n_classes))
+    for k in range(n_classes):
+        counts[:, k, :] = np.bincount(flat, weights=post[task, k], minlength=n_workers * n_classes).reshape(
+            n_workers, n_classes
+        )
+    return counts
+
+
+def _one_coin_log_pi(accuracy: np.ndarray, n_classes: int) -> np.ndarray:
+    acc = np.clip(accuracy, 1e-6, 1 - 1e-6)
+    off = np.log((1 - acc) / max(n_classes - 1, 1))
+    log_pi = np.repeat(off[:, None, None], n_classes, axis=1).repeat(n_classes, axis=2)
+    idx = np.arange(n_classes)
+    log_pi[:, idx, idx] = np.log(acc)[:, None]
+    return log_pi
+
+
+def _validate(
+    task_idx: Any, worker_idx: Any, label_idx: Any, n_tasks: int, n_workers: int, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    task = np.asarray(task_idx, dtype=np.int64).ravel()
+    worker = np.asarray(worker_idx, dtype=np.int64).ravel()
+    label = np.asarray(label_idx, dtype=np.int64).ravel()
+    if not (len(task) == len(worker) == len(label)):
+        raise ValueError("task_idx, worker_idx and label_idx must have the same length")
+    if n_classes < 1:
+        raise ValueError("n_classes must be at least 1")
+    for name, arr, bound in (
+        ("task", task, n_tasks),
+        ("worker", worker, n_workers),
+        ("label", label, n_classes),
+    ):
+        if len(arr) and (arr.min() < 0 or arr.max() >= bound):
+            raise ValueError(f"{name} index out of range [0, {bound})")
+    return task, worker, label
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+class _Fit(NamedTuple):
+    log_pi: np.ndarray  # (W, K, K)
+    log_prior: np.ndarray  # (K,)
+    iterations: int
+    strength: float | None
+
+
+def _vote_shares(task: np.ndarray, label: np.ndarray, n_tasks: int, n_classes: int) -> np.ndarray:
+    votes = _task_sums(task, np.eye(n_classes)[label], n_tasks)
+    total = votes.sum(axis=1, keepdims=True)
+    return np.divide(votes, total, out=np.full_like(votes, 1.0 / n_classes), where=total > 0)
+
+
+def _log_likelihood(
+    task: np.ndarray, worker: np.ndarray, label: np.ndarray, log_pi: np.ndarray, n_tasks: int
+) -> tuple[np.ndarray, np.ndarray]:
+    per_answer = log_pi[worker, :, label]  # (n, K)
+    return _task_sums(task, per_answer, n_tasks), per_answer
+
+
+def _class_prior(post: np.ndarray, has_votes: np.ndarray, n_classes: int) -> np.ndarray:
+    # Add-one smoothing keeps a rare class possible.
+    mass = post[has_votes].sum(axis=0) + 1.0
+    return np.log(mass / mass.sum())
+
+
+def _accuracy_from_post(
+    task: np.ndarray, worker: np.ndarray, label: np.ndarray, post: np.ndarray, n_workers: int, pseudo: float
+) -> np.ndarray:
+    correct = np.bincount(worker, weights=post[task, label], minlength=n_workers)
+    n = np.bincount(worker, minlength=n_workers).astype(float)
+    crowd = correct.sum() / max(n.sum(), 1.0)
+    return (correct + pseudo * crowd) / (n + pseudo)
+
+
+def _loo_answer_loglik(
+    task: np.ndarray,
+    worker: np.ndarray,
+    label: np.ndarray,
+    post: np.ndarray,
+    counts: np.ndarray,
+    prior_mean: np.ndarray,
+    strength: float,
+    log_prior: np.ndarray,
+    n_tasks: int,
+) -> float:
+    """Predictive log-likelihood of each answer from everything else (its own count removed)."""
+    n_classes = post.shape[1]
+    own_post = post[task]  # (n, K): the answer's soft contribution to its volunteer's counts
+    row_counts = counts.sum(axis=2)  # (W, K)
+    numer = counts[worker, :, label] - own_post + strength * prior_mean[worker, :, label]
+    denom = row_counts[worker] - own_post + strength
+    log_pi_loo = np.log(np.maximum(numer, _EPS) / denom)  # (n, K)
+    full_log_pi = np.log((counts + strength * prior_mean) / (row_counts[:, :, None] + strength))  # (W, K, K)
+    task_ll, own_ll = _log_likelihood(task, worker, label, full_log_pi, n_tasks)
+    z = log_prior + task_ll[task] - own_ll
+    z -= _logsumexp(z)[:, None]
+    del n_classes
+    return float(_logsumexp(z + log_pi_loo).sum())
+
+
+def _fit_em(
+    task: np.ndarray,
+    worker: np.ndarray,
+    label: np.ndarray,
+    *,
+    n_tasks: int,
+    n_workers: int,
+    n_classes: int,
+    model: str,
+    gold_tasks: np.ndarray,
+    gold_labels: np.ndarray,
+    max_iter: int = 100,
+    tol: float = 1e-5,
+    init_post: np.ndarray | None = None,
+    fixed_strength: float | None = None,
+) -> _Fit:
+    has_votes = np.bincount(task, minlength=n_tasks) > 0
+    post = _vote_shares(task, label, n_tasks, n_classes) if init_post is None else init_post.copy()
+    post[gold_tasks] = np.eye(n_classes)[gold_labels]
+    strength: float | None = fixed_strength
+    iterations = 0
+    log_pi = np.zeros((n_workers, n_classes, n_classes))
+    log_prior = np.full(n_classes, -math.log(n_classes))
+    for iterations in range(1, max_iter + 1):
+        # M-step
+        log_prior = _class_prior(post, has_votes, n_classes)
+        if model == "one_coin":
+            accuracy = _accuracy_from_post(task, worker, label, post, n_workers, pseudo=1.0)
+            log_pi = _one_coin_log_pi(accuracy, n_classes)
+        else:
+            counts = _soft_confusion_counts(task, worker, label, post, n_workers, n_classes)
+            if model == "dawid_skene":
+                smoothed = counts + 0.01
+                log_pi = np.log(smoothed / smoothed.sum(axis=2, keepdims=True))
+            else:  # auto: Dirichlet prior centred on the volunteer's shrunk one-coin matrix
+                accuracy = _accuracy_from_post(
+                    task, worker, label, post, n_workers, pseudo=_ACCURACY_PSEUDO_ANSWERS
+                )
+                prior_mean = np.exp(_one_coin_log_pi(accuracy, n_classes))
+                if fixed_strength is None and (strength is None or iterations % 5 == 1):
+                    strength = _choose_strength(
+                        task, worker, label, post, counts, prior_mean, log_prior, n_tasks
+                    )
+                row = counts.sum(axis=2, keepdims=True)
+                log_pi = np.log((counts + strength * prior_mean) / (row + strength))
+        # E-step
+        task_ll, _ = _log_likelihood(task, worker, label, log_pi, n_tasks)
+        new_post = _softmax(log_prior + task_ll)
+        new_post[gold_tasks] = np.eye(n_classes)[gold_labels]
+        change = float(np.max(np.abs(new_post - post))) if n_tasks else 0.0
+        post = new_post
+        if change < tol:
+            break
+    return _Fit(log_pi, log_prior, iterations, strength)
+
+
+def _sample(n: int) -> np.ndarray | slice:
+    if n <= _FIT_SAMPLE:
+        return slice(None)
+    return np.sort(np.random.default_rng(20240601).choice(n, _FIT_SAMPLE, replace=False))
+
+
+def _choose_strength(
+    task: np.ndarray,
+    worker: np.ndarray,
+    label: np.ndarray,
+    post: np.ndarray,
+    counts: np.ndarray,
+    prior_mean: np.ndarray,
+    log_prior: np.ndarray,
+    n_tasks: int,
+) -> float:
+    best, best_ll = _AUTO_STRENGTHS[0], -math.inf
+    for strength in _AUTO_STRENGTHS:
+        ll = _loo_answer_loglik(task, worker, label, post, counts, prior_mean, strength, log_prior, n_tasks)
+        if ll > best_ll:
+            best, best_ll = strength, ll
+    return best
+
+
+def _fit_majority(
+    task: np.ndarray, worker: np.ndarray, label: np.ndarray, n_tasks: int, n_workers: int, n_classes: int
+) -> _Fit:
+    shares = _vote_shares(task, label, n_tasks, n_classes)
+    # One common accuracy: how often an answer agrees with its task's majority.
+    agree = float(shares[task, label].mean()) if len(task) else 0.5
+    log_pi = _one_coin_log_pi(np.full(n_workers, agree), n_classes)
+    return _Fit(log_pi, np.full(n_classes, -math.log(n_classes)), 1, None)
+
+
+def _fit_weighted(
+    task: np.ndarray, worker: np.ndarray, label: np.ndarray, n_tasks: int, n_workers: int, n_classes: int
+) -> _Fit:
+    shares = _vote_shares(task, label, n_tasks, n_classes)
+    accuracy = _accuracy_from_post(task, worker, label, shares, n_workers, pseudo=2.0)
+    log_pi = _one_coin_log_pi(accuracy, n_classes)
+    return _Fit(log_pi, np.full(n_classes, -math.log(n_classes)), 1, None)
+
+
+# ----------------------------------------------------------------------------------------- calibration
+
+
+def _golden_max(fn: Any, lo: float, hi: float, iters: int = 28) -> float:
+    """Maximise a unimodal function of one variable on [lo, hi]."""
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = lo, hi
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = fn(c), fn(d)
+    for _ in range(iters):
+        if fc >= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = fn(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = fn(d)
+    return (a + b) / 2
+
+
+def _fit_temperature(
+    task: np.ndarray,
+    own_ll: np.ndarray,
+    log_prior: np.ndarray,
+    n_tasks: int,
+    gold_tasks: np.ndarray,
+    gold_labels: np.ndarray,
+) -> float:
+    """Temperature of the log-likelihood, fitted without the truth unless gold is available.
+
+    ``own_ll[a, k]`` is answer a's log-likelihood under true class k, ideally from a model fitted without
+    the answer's task (see ``_cross_fitted_answer_ll``).  Without gold: maximise the predictive likelihood
+    of each answer given the task's other answers.  Correlated errors (hard tasks, shared misreadings)
+    make the model count the same evidence several times; held-out answers then disagree with confident
+    posteriors more often than the model expects, and the best temperature falls below 1.  With enough
+    gold tasks: maximise the likelihood of the gold labels under the (unclamped) tempered posterior.
+    """
+    if len(task) == 0:
+        return 1.0
+    task_ll = _task_sums(task, own_ll, n_tasks)
+    answered = np.bincount(task, minlength=n_tasks)
+    gold_with_votes = gold_tasks[answered[gold_tasks] > 0]
+    lo, hi = math.log(_TAU_RANGE[0]), math.log(_TAU_RANGE[1])
+    if len(gold_with_votes) >= _MIN_GOLD_FOR_CALIBRATION:
+        gold_of = dict(zip(gold_tasks.tolist(), gold_labels.tolist(), strict=True))
+        target = np.array([gold_of[t] for t in gold_with_votes.tolist()])
+        gold_ll = task_ll[gold_with_votes]
+
+        def gold_fn(log_tau: float) -> float:
+            z = log_prior + math.exp(log_tau) * gold_ll
+            z = z - _logsumexp(z)[:, None]
+            return float(z[np.arange(len(target)), target].sum())
+
+        return math.exp(_golden_max(gold_fn, lo, hi))
+
+    pick = _sample(len(task))
+    # Only answers on tasks with at least one other answer carry information about the temperature.
+    rest = task_ll[task[pick]] - own_ll[pick]
+    own = own_ll[pick]
+    multi = answered[task[pick]] > 1
+    rest, own = rest[multi], own[multi]
+    if len(rest) == 0:
+        return 1.0
+
+    def heldout_fn(log_tau: float) -> float:
+        z = log_prior + math.exp(log_tau) * rest
+        z = z - _logsumexp(z)[:, None]
+        return float(_logsumexp(z + own).sum())
+
+    return math.exp(_golden_max(heldout_fn, lo, hi))
+
+
+def _cross_fitted_answer_ll(
+    task: np.ndarray,
+    worker: np.ndarray,
+    label: np.ndarray,
+    *,
+    n_tasks: int,
+    n_workers: int,
+    n_classes: int,
+    method: str,
+    fit: _Fit,
+    init_post: np.ndarray,
+    gold_tasks: np.ndarray,
+    gold_labels: np.ndarray,
+    folds: int = 2,
+) -> np.ndarray:
+    """Each answer's log-likelihood table from a model refitted without the answer's task.
+
+    In-sample confusion matrices have already seen the answer they are asked to predict, which makes
+    the crowd look more consistent than it is; refitting on the other half of the tasks (warm-started
+    from the full fit) removes that optimism from the temperature.
+    """
+    fold = np.random.default_rng(7).integers(0, folds, n_tasks)
+    own = np.empty((len(task), n_classes))
+    for f in range(folds):
+        held = fold[task] == f
+        train = ~held
+        keep_gold = fold[gold_tasks] != f
+        refit = _fit_em(
+            task[train],
+            worker[train],
+            label[train],
+            n_tasks=n_tasks,
+            n_workers=n_workers,
+            n_classes=n_classes,
+            model=method,
+            gold_tasks=gold_tasks[keep_gold],
+            gold_labels=gold_labels[keep_gold],
+            max_iter=25,
+            init_post=init_post,
+            fixed_strength=fit.strength,
+        )
+        own[held] = refit.log_pi[worker[held], :, label[held]]
+    return own
+
+
+def _match_mean_confidence(task_ll: np.ndarray, log_prior: np.ndarray, target: float) -> float:
+    """Temperature at which the tempered posterior's mean top probability equals ``target``."""
+    if len(task_ll) == 0:
+        return 1.0
+
+    def gap(log_tau: float) -> float:
+        mean_top = float(_softmax(log_prior + math.exp(log_tau) * task_ll).max(axis=1).mean())
+        return -abs(mean_top - target)
+
+    return math.exp(_golden_max(gap, math.log(_TAU_RANGE[0]), math.log(4.0)))
+
+
+# ------------------------------------------------------------------------------------------- aggregate
+
+
+def aggregate(
+    task_idx: np.ndarray,
+    worker_idx: np.ndarray,
+    label_idx: np.ndarray,
+    *,
+    n_tasks: int,
+    n_workers: int,
+    n_classes: int,
+    method: str = "auto",
+    gold: Mapping[int, int] | None = None,
+    ignore_label: int | None = None,
+    calibrate: bool = True,
+) -> AggregationResult:
+    """Consensus label, calibrated confidence and figures for every task; reliability for every volunteer.
+
+    Answers are three aligned integer arrays.  ``gold`` maps task index to expert class index; gold tasks
+    are clamped to their label during EM (their reported label is the expert's, with confidence 1).
+    ``ignore_label`` is a class such as "unsure": its answers count in ``n_answers`` but carry no vote and
+    never count against the volunteer; it is never a consensus label.
+    ``calibrate=False`` keeps the raw model posterior (temperature 1).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    task, worker, label = _validate(task_idx, worker_idx, label_idx, n_tasks, n_workers, n_classes)
+    n_answers = np.bincount(task, minlength=n_tasks)
+    worker_n_answers = np.bincount(worker, minlength=n_workers)
+
+    # Work in the space of voting classes.
+    if ignore_label is not None and 0 <= ignore_label < n_classes:
+        keep_classes = np.array([c for c in range(n_classes) if c != ignore_label], dtype=np.int64)
+    else:
+        ignore_label = None
+        keep_classes = np.arange(n_classes)
+    remap = np.full(n_classes, -1, dtype=np.int64)
+    remap[keep_classes] = np.arange(len(keep_classes))
+    voting = remap[label] >= 0
+    task_v, worker_v, label_v = task[voting], worker[voting], remap[label[voting]]
+    k_vote = len(keep_classes)
+
+    gold_items = [(int(t), int(remap[g])) for t, g in (gold or {}).items() if 0 <= g < n_classes]
+    gold_items = [(t, g) for t, g in gold_items if g >= 0 and 0 <= t < n_tasks]
+    gold_tasks = np.array([t for t, _ in gold_items], dtype=np.int64)
+    gold_labels = np.array([g for _, g in gold_items], dtype=np.int64)
+
+    if k_vote == 0:
+        raise ValueError("there must be at least one class besides ignore_label")
+
+    if method == "majority":
+        fit = _fit_majority(task_v, worker_v, label_v, n_tasks, n_workers, k_vote)
+    elif method == "weighted":
+        fit = _fit_weighted(task_v, worker_v, label_v, n_tasks, n_workers, k_vote)
+    else:
+        fit = _fit_em(
+            task_v,
+            worker_v,
+            label_v,
+            n_tasks=n_tasks,
+            n_workers=n_workers,
+            n_classes=k_vote,
+            model=method,
+            gold_tasks=gold_tasks,
+            gold_labels=gold_labels,
+        )
+
+    task_ll, own_ll = _log_likelihood(task_v, worker_v, label_v, fit.log_pi, n_tasks)
+    raw_post = _softmax(fit.log_prior + task_ll)
+    raw_post[gold_tasks] = np.eye(k_vote)[gold_labels]
+    tau = 1.0
+    if calibrate:
+        heldout_ll = own_ll
+        enough_gold = len(gold_tasks) >= _MIN_GOLD_FOR_CALIBRATION
+        if method in ("auto", "dawid_skene", "one_coin") and not enough_gold and len(task_v):
+            heldout_ll = _cross_fitted_answer_ll(
+                task_v,
+                worker_v,
+                label_v,
+                n_tasks=n_tasks,
+                n_workers=n_workers,
+                n_classes=k_vote,
+                method=method,
+                fit=fit,
+                init_post=raw_post,
+                gold_tasks=gold_tasks,
+                gold_labels=gold_labels,
+            )
+        tau = _fit_temperature(task_v, heldout_ll, fit.log_prior, n_tasks, gold_tasks, gold_labels)
+    # The label comes from the fitted model; the temperature only tempers its confidence.
+    post_v = _softmax(fit.log_prior + tau * task_ll)
+    post_v[gold_tasks] = np.eye(k_vote)[gold_labels]
+
+    votes = _task_sums(task_v, np.eye(k_vote)[label_v], n_tasks)
+    has_votes = votes.sum(axis=1) > 0
+    if method == "majority":
+        # The label is the plain vote; ties are explicit and broken towards the lowest class index.
+        top_votes = votes.max(axis=1)
+        tied = has_votes & ((votes == top_votes[:, None]).sum(axis=1) > 1)
+        labels_v = np.argmax(votes, axis=1)
+        labels_v[gold_tasks] = gold_labels
+        tied[gold_tasks] = False
+    else:
+        labels_v = np.argmax(raw_post, axis=1)
+        top = raw_post.max(axis=1)
+        tied = has_votes & ((raw_post >= top[:, None] - 1e-12).sum(axis=1) > 1)
+    confidence = np.where(has_votes, post_v[np.arange(n_tasks), labels_v], 0.0)
+    agreement = np.divide(
+        votes[np.arange(n_tasks), labels_v],
+        n_answers,
+        out=np.zeros(n_tasks),
+        where=(n_answers > 0) & has_votes,
+    )
+    entropy = -np.sum(post_v * np.log(np.maximum(post_v, _EPS)), axis=1)
+    labels = np.where(has_votes, keep_classes[labels_v], -1)
+
+    posteriors = np.zeros((n_tasks, n_classes))
+    posteriors[:, keep_classes] = post_v
+
+    prior = np.exp(fit.log_prior)
+    pi = np.exp(fit.log_pi)
+    reliability = np.einsum("k,wkk->w", prior, pi)
+    answer_freq = np.einsum("k,wkl->wl", prior, pi)
+    chance = answer_freq @ prior
+    class_prior = np.zeros(n_classes)
+    class_prior[keep_classes] = prior
+
+    incremental_tau = tau
+    if calibrate and method in ("auto", "dawid_skene"):
+        # The one-coin summary of the fit, as used by task_consensus, is less over-confident than the
+        # full model, so it gets its own temperature: the one that gives the same mean confidence.
+        one_coin_ll = _one_coin_log_pi(reliability, k_vote)[worker_v, :, label_v]
+        incremental_tau = _match_mean_confidence(
+            _task_sums(task_v, one_coin_ll, n_tasks)[has_votes],
+            fit.log_prior,
+            float(confidence[has_votes].mean()) if has_votes.any() else 1.0,
+        )
+
+    return AggregationResult(
+        labels=labels,
+        confidence=confidence,
+        agreement=agreement,
+        entropy=entropy,
+        n_answers=n_answers,
+        posteriors=posteriors,
+        worker_reliability=reliability,
+        worker_n_answers=worker_n_answers,
+        method=method,
+        iterations=fit.iterations,
+        tied=tied,
+        worker_chance=chance,
+        class_prior=class_prior,
+        temperature=tau,
+        incremental_temperature=incremental_tau,
+        prior_strength=fit.strength,
+    )
+
+
+# ------------------------------------------------------------------------------------ string-level table
+
+
+class ConsensusTable(list):  # type: ignore[type-arg]
+    """The rows of ``aggregate_table`` (a list of dicts), with the fit attached.
+
+    ``worker_reliability`` maps volunteer id to P(answers correctly); ``flagged`` lists the volunteers
+    whose reliability is at chance or below; ``result`` is the underlying ``AggregationResult``;
+    ``classes``, ``tasks`` and ``workers`` give the string of each index.
+    """
+
+    worker_reliability: dict[str, float]
+    flagged: list[str]
+    result: AggregationResult
+    classes: list[str]
+    tasks: list[str]
+    workers: list[str]
+
+
+def aggregate_table(
+    rows: Iterable[tuple[str, str, str]],
+    *,
+    method: str = "auto",
+    gold: Mapping[str, str] | None = None,
+    unsure_label: str | None = "unsure",
+) -> ConsensusTable:
+    """Consensus of string-labelled answers ``(task, worker, label)``.
+
+    Returns a ``ConsensusTable``: a list with one dict per task, in order of first appearance, with keys
+    ``task, label, confidence, n_answers, agreement, entropy`` (``label`` is None when a task has only
+    ``unsure_label`` answers), plus ``.worker_reliability`` and ``.flagged`` attributes.
+    """
+    task_ids: dict[str, int] = {}
+    worker_ids: dict[str, int] = {}
+    task_col: list[int] = []
+    worker_col: list[int] = []
+    label_col: list[str] = []
+    for task, worker, label in rows:
+        task_col.append(task_ids.setdefault(str(task), len(task_ids)))
+        worker_col.append(worker_ids.setdefault(str(worker), len(worker_ids)))
+        label_col.append(str(label))
+    gold = {str(k): str(v) for k, v in (gold or {}).items()}
+    classes = sorted(set(label_col) | {v for k, v in gold.items() if k in task_ids})
+    if unsure_label is not None and unsure_label not in classes and label_col:
+        classes.append(unsure_label)
+    class_ids = {c: i for i, c in enumerate(classes)}
+    labels_arr = np.array([class_ids[c] for c in label_col], dtype=np.int64)
+    ignore = class_ids.get(unsure_label) if unsure_label is not None else None
+    result = aggregate(
+        np.array(task_col, dtype=np.int64),
+        np.array(worker_col, dtype=np.int64),
+        labels_arr,
+        n_tasks=len(task_ids),
+        n_workers=len(worker_ids),
+        n_classes=max(len(classes), 1),
+        method=method,
+        gold={task_ids[k]: class_ids[v] for k, v in gold.items() if k in task_ids},
+        ignore_label=ignore,
+    )
+    table = ConsensusTable(
+        {
+            "task": task,
+            "label": classes[result.labels[i]] if result.labels[i] >= 0 else None,
+            "confidence": float(result.confidence[i]),
+            "n_answers": int(result.n_answers[i]),
+            "agreement": float(result.agreement[i]),
+            "entropy": float(result.entropy[i]),
+        }
+        for task, i in task_ids.items()
+    )
+    worker_names = list(worker_ids)
+    flags = flag_unreliable(result)
+    table.worker_reliability = {w: float(result.worker_reliability[i]) for w, i in worker_ids.items()}
+    table.flagged = [worker_names[i] for i in np.flatnonzero(flags)]
+    table.result = result
+    table.classes = classes
+    table.tasks = list(task_ids)
+    table.workers = worker_names
+    return table
+
+
+def flag_unreliable(
+    result: AggregationResult | np.ndarray,
+    worker_n_answers: np.ndarray | None = None,
+    *,
+    chance: np.ndarray | float | None = None,
+    min_answers: int = 5,
+    tolerance: float = 0.02,
+) -> np.ndarray:
+    """Volunteers whose reliability is at chance level or below (boolean array over volunteers).
+
+    Chance is, per volunteer, the accuracy of answering at random with their own answer frequencies
+    (so a volunteer who always gives the commonest answer is flagged too).  Volunteers with fewer than
+    ``min_answers`` answers are never flagged: their reliability is mostly the crowd's prior.
+    """
+    if isinstance(result, AggregationResult):
+        reliability = result.worker_reliability
+        counts = result.worker_n_answers if worker_n_answers is None else worker_n_answers
+        chance = result.worker_chance if chance is None else chance
+    else:
+        reliability = np.asarray(result, dtype=float)
+        counts = (
+            np.asarray(worker_n_answers) if worker_n_answers is not None else np.full(len(reliability), 10**9)
+        )
+        if chance is None:
+            raise ValueError("chance (e.g. 1 / n_classes) is required when passing a reliability array")
+    return (np.asarray(counts) >= min_answers) & (reliability <= np.asarray(chance) + tolerance)
+
+
+# ------------------------------------------------------------------------------------- incremental path
+
+
+class Consensus(NamedTuple):
+    """One task's consensus: unpacks as ``(label, confidence, agreement, entropy, posterior)``."""
+
+    label: str | int | None
+    confidence: float
+    agreement: float
+    entropy: float
+    posterior: dict[Any, float]
+
+
+def task_consensus(
+    labels: Sequence[Any],
+    weights: Sequence[float] | None = None,
+    classes: Sequence[Any] | int | None = None,
+    prior: Sequence[float] | None = None,
+    *,
+    temperature: float = 1.0,
+    default_reliability: float = 0.75,
+    ignore_label: Any = "unsure",
+) -> Consensus:
+    """One task's consensus from its answers, for use on every new answer (tens of microseconds).
+
+    ``labels`` are the answers given; ``weights`` the reliability P(correct) of the volunteer behind each
+    answer (``AggregationResult.worker_reliability``; ``default_reliability`` when None); ``classes`` the
+    possible labels (a list, or a count for labels 0..n-1; default: the labels seen); ``prior`` the class
+    prior in the order of ``classes`` (``AggregationResult.class_prior``); ``temperature`` the
+    ``AggregationResult.incremental_temperature`` of the last full fit.  One-coin model: an answer with
+    reliability r says its label with probability r and each other class with (1 - r) / (K - 1).
+    Answers equal to ``ignore_label`` count in agreement's denominator but carry no vote.  A plain Python
+    loop: a task has tens of answers, and numpy's per-call overhead would dominate.
+    """
+    if isinstance(classes, int):
+        class_list: list[Any] = list(range(classes))
+    elif classes is None:
+        class_list = sorted({label for label in labels if label != ignore_label}, key=str)
+    else:
+        class_list = [c for c in classes if c != ignore_label]
+    n_classes = len(class_list)
+    index = {c: i for i, c in enumerate(class_list)}
+    if (
+        prior is not None
+        and len(prior) == n_classes + 1
+        and classes is not None
+        and not isinstance(classes, int)
+    ):
+        # A prior given over classes including the ignored one: drop its entry.
+        prior = [p for c, p in zip(classes, prior, strict=True) if c != ignore_label]  # type: ignore[arg-type]
+    if prior is None:
+        log_post = [0.0] * n_classes
+    else:
+        if len(prior) != n_classes:
+            raise ValueError("prior must have one entry per class")
+        log_post = [math.log(max(float(p), 1e-12)) for p in prior]
+    votes = [0] * n_classes
+    if weights is not None and len(weights) != len(labels):
+        raise ValueError("weights must have one entry per answer")
+    off_share = 1.0 / max(n_classes - 1, 1)
+    for position, label in enumerate(labels):
+        k = index.get(label)
+        if k is None:
+            if label == ignore_label:
+                continue
+            raise ValueError(f"answer {label!r} is not one of the classes")
+        votes[k] += 1
+        r = default_reliability if weights is None else float(weights[position])
+        r = min(max(r, 1e-6), 1 - 1e-6)
+        # Only the difference between the answered class and the others matters for the posterior.
+        log_post[k] += temperature * (math.log(r) - math.log((1 - r) * off_share))
+    n_answers = len(labels)
+    if n_classes == 0 or sum(votes) == 0:
+        posterior = {c: (1.0 / n_classes if n_classes else 0.0) for c in class_list}
+        return Consensus(None, 0.0, 0.0, math.log(n_classes) if n_classes else 0.0, posterior)
+    peak = max(log_post)
+    exps = [math.exp(v - peak) for v in log_post]
+    total = sum(exps)
+    probs = [e / total for e in exps]
+    best = max(range(n_classes), key=lambda i: (probs[i], votes[i], -i))
+    entropy = -sum(p * math.log(p) for p in probs if p > 0)
+    return Consensus(
+        class_list[best],
+        probs[best],
+        votes[best] / n_answers,
+        entropy,
+        dict(zip(class_list, probs, strict=True)),
+    )
+
+
+def retirement_decision(
+    confidence: float,
+    n_answers: int,
+    *,
+    min_answers: int = 3,
+    max_answers: int = 10,
+    threshold: float = 0.95,
+) -> str:
+    """``"retire"`` when confident enough after ``min_answers``; ``"needs_review"`` at ``max_answers``
+    without that confidence; else ``"continue"`` (keep serving the task)."""
+    if n_answers >= min_answers and confidence >= threshold:
+        return "retire"
+    if n_answers >= max_answers:
+        return "needs_review"
+    return "continue"
+
+
+# ------------------------------------------------------------------------------- campaign-level figures
+
+
+def krippendorff_alpha_nominal(
+    task_idx: np.ndarray, worker_idx: np.ndarray, label_idx: np.ndarray, *, n_classes: int
+) -> float:
+    """Krippendorff's alpha for nominal data (1 = perfect agreement, 0 = chance, < 0 = systematic
+    disagreement); tasks with fewer than two answers are not pairable and are left out.  NaN when there
+    is nothing to compare or only one class is ever used."""
+    task = np.asarray(task_idx, dtype=np.int64)
+    label = np.asarray(label_idx, dtype=np.int64)
+    del worker_idx  # alpha depends only on the values per unit; kept for a uniform signature
+    if len(task) == 0:
+        return float("nan")
+    _, task = np.unique(task, return_inverse=True)
+    n_units = int(task.max()) + 1
+    counts = _task_sums(task, np.eye(n_classes)[label], n_units)
+    m = counts.sum(axis=1)
+    pairable = m >= 2
+    counts, m = counts[pairable], m[pairable]
+    if len(m) == 0:
+        return float("nan")
+    # Coincidence matrix: o[c, k] = Σ_u (n_uc n_uk - [c == k] n_uc) / (m_u - 1)
+    scaled = counts / (m - 1)[:, None]
+    coincidence = scaled.T @ counts - np.diag(scaled.sum(axis=0))
+    n_c = coincidence.sum(axis=1)
+    n = n_c.sum()
+    observed = coincidence.sum() - np.trace(coincidence)
+    expected = (n * n - (n_c**2).sum()) / (n - 1)
+    if expected <= 0:
+        return float("nan")
+    return float(1.0 - observed / expected)
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
+    """Expected calibration error: |mean confidence - accuracy| over equal-width bins, weighted by size."""
+    conf = np.asarray(confidence, dtype=float)
+    ok = np.asarray(correct, dtype=float)
+    if len(conf) == 0:
+        return 0.0
+    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    gap = np.bincount(bins, weights=conf - ok, minlength=n_bins)
+    return float(np.abs(gap).sum() / len(conf))
+
+
+# ------------------------------------------------------------------------------------ other answer types
+
+
+def aggregate_multiple(
+    task_idx: np.ndarray,
+    worker_idx: np.ndarray,
+    selected: np.ndarray,
+    *,
+    n_tasks: int,
+    n_workers: int,
+    method: str = "auto",
+    gold: Mapping[int, Iterable[int]] | None = None,
+) -> list[AggregationResult]:
+    """Multiple-choice answers: one binary consensus per option.
+
+    ``selected`` is a boolean (n_answers, n_options) matrix: row a says which options answer a ticked.
+    Returns one ``AggregationResult`` per option, whose label is 1 when the crowd says the option applies.
+    ``gold`` maps a task index to the set of options the expert ticked.
+    """
+    chosen = np.asarray(selected, dtype=bool)
+    if chosen.ndim != 2 or chosen.shape[0] != len(task_idx):
+        raise ValueError("selected must be an (n_answers, n_options) boolean matrix")
+    results = []
+    for option in range(chosen.shape[1]):
+        option_gold = None
+        if gold is not None:
+            option_gold = {int(t): int(option in set(opts)) for t, opts in gold.items()}
+        results.append(
+            aggregate(
+                task_idx,
+                worker_idx,
+                chosen[:, option].astype(np.int64),
+                n_tasks=n_tasks,
+                n_workers=n_workers,
+                n_classes=2,
+                method=method,
+                gold=option_gold,
+            )
+        )
+    return results
+
+
+def cluster_points(
+    points_m: Sequence[tuple[Any, float, float]],
+    *,
+    radius_m: float = 10.0,
+    min_volunteers: int = 1,
+) -> list[dict[str, float]]:
+    """Consensus locations of points marked on an image, from ``(volunteer, x_m, y_m)`` in metres.
+
+    DBSCAN-like: points within ``radius_m`` of each other are linked, and linked points form a cluster.
+    Within a cluster each volunteer counts once (their points there are averaged first), so one keen
+    volunteer clicking five times cannot outvote four others.  Each cluster gives its centre (mean of the
+    volunteers' points), ``n_volunteers`` and ``spread_m`` (root-mean-square distance of the volunteers'
+    points from the centre).  Clusters with fewer than ``min_volunteers`` volunteers are dropped.  Sorted
+    by ``n_volunteers``, most first.  O(n^2) in the points of one task, which number in the hundreds.
+    """
+    if not points_m:
+        return []
+    volunteers = [p[0] for p in points_m]
+    xy = np.array([[float(p[1]), float(p[2])] for p in points_m])
+    if not np.all(np.isfinite(xy)):
+        raise ValueError("point coordinates must be finite numbers")
+    n = len(xy)
+    linked = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(axis=2) <= radius_m**2
+    # Connected components of the link graph by repeated min-label propagation (vectorised).
+    component = np.arange(n)
+    while True:
+        spread = np.where(linked, component[None, :], n).min(axis=1)
+        if np.array_equal(spread, component):
+            break
+        component = spread
+    out = []
+    for comp in np.unique(component):
+        members = np.flatnonzero(component == comp)
+        per_volunteer: dict[Any, list[int]] = {}
+        for i in members.tolist():
+            per_volunteer.setdefault(volunteers[i], []).append(i)
+        if len(per_volunteer) < min_volunteers:
+            continue
+        centres = np.array([xy[idx].mean(axis=0) for idx in per_volunteer.values()])
+        centre = centres.mean(axis=0)
+        spread_m = float(np.sqrt(((centres - centre) ** 2).sum(axis=1).mean()))
+        out.append(
+            {
+                "x_m": float(centre[0]),
+                "y_m": float(centre[1]),
+                "n_volunteers": len(per_volunteer),
+                "spread_m": spread_m,
+            }
+        )
+    out.sort(key=lambda c: (-c["n_volunteers"], c["x_m"], c["y_m"]))
+    return out
+
+
+_EARTH_RADIUS_M = 6_371_008.8
+
+
+def combine_locations(lonlats: Sequence[tuple[float, float]], *, max_iter: int = 200) -> dict[str, float]:
+    """Robust centre of map guesses ``(lon, lat)``: the geometric median (Weiszfeld) in a local
+    equirectangular projection around the coordinate-wise median; ``spread_m`` is the median distance
+    of the guesses from the centre, in metres.  Returns ``{lon, lat, spread_m, n}``."""
+    pts = np.asarray(lonlats, dtype=float).reshape(-1, 2)
+    if len(pts) == 0:
+        raise ValueError("no locations to combine")
+    if not np.all(np.isfinite(pts)) or np.any(np.abs(pts[:, 1]) > 90):
+        raise ValueError("locations must be finite (lon, lat) pairs with |lat| <= 90")
+    lon0, lat0 = float(np.median(pts[:, 0])), float(np.median(pts[:, 1]))
+    # Longitudes are unwrapped around the median so guesses either side of the antimeridian agree.
+    dlon = (pts[:, 0] - lon0 + 180.0) % 360.0 - 180.0
+    scale = math.radians(1) * _EARTH_RADIUS_M
+    xy = np.column_stack([dlon * scale * math.cos(math.radians(lat0)), (pts[:, 1] - lat0) * scale])
+    centre = np.median(xy, axis=0)
+    for _ in range(max_iter):
+        dist = np.sqrt(((xy - centre) ** 2).sum(axis=1))
+        if np.any(dist < 1e-6):
+            # Weiszfeld is undefined at a data point; a data point that is the median stays put.
+            close = dist < 1e-6
+            weights = 1.0 / np.maximum(dist, 1e-6)
+            weights[close] = 0.0
+            if weights.sum() == 0:
+                break
+            pull = (weights[:, None] * (xy - centre)).sum(axis=0)
+            if np.sqrt((pull**2).sum()) <= close.sum():
+                break
+        else:
+            weights = 1.0 / dist
+        new_centre = (weights[:, None] * xy).sum(axis=0) / weights.sum()
+        moved = float(np.sqrt(((new_centre - centre) ** 2).sum()))
+        centre = new_centre
+        if moved < 1e-3:
+            break
+    spread = float(np.median(np.sqrt(((xy - centre) ** 2).sum(axis=1))))
+    lon = lon0 + centre[0] / (scale * math.cos(math.radians(lat0)))
+    lon = (lon + 180.0) % 360.0 - 180.0
+    lat = lat0 + centre[1] / scale
+    return {"lon": float(lon), "lat": float(lat), "spread_m": spread, "n": len(pts)}
