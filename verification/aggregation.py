@@ -204,18 +204,21 @@ def _loo_answer_loglik(
     log_prior: np.ndarray,
     n_tasks: int,
 ) -> float:
-    """Predictive log-likelihood of each answer from everything else (its own count removed)."""
-    n_classes = post.shape[1]
-    own_post = post[task]  # (n, K): the answer's soft contribution to its volunteer's counts
+    """Predictive log-likelihood of each answer from everything else (its own count removed).
+
+    Evaluated on a fixed-seed sample of answers when there are many; the task totals use every answer.
+    """
     row_counts = counts.sum(axis=2)  # (W, K)
-    numer = counts[worker, :, label] - own_post + strength * prior_mean[worker, :, label]
-    denom = row_counts[worker] - own_post + strength
-    log_pi_loo = np.log(np.maximum(numer, _EPS) / denom)  # (n, K)
     full_log_pi = np.log((counts + strength * prior_mean) / (row_counts[:, :, None] + strength))  # (W, K, K)
-    task_ll, own_ll = _log_likelihood(task, worker, label, full_log_pi, n_tasks)
-    z = log_prior + task_ll[task] - own_ll
+    task_ll, _ = _log_likelihood(task, worker, label, full_log_pi, n_tasks)
+    pick = _sample(len(task), _FIT_SAMPLE // 4)
+    task_s, worker_s, label_s = task[pick], worker[pick], label[pick]
+    own_post = post[task_s]  # (n, K): the answer's soft contribution to its volunteer's counts
+    numer = counts[worker_s, :, label_s] - own_post + strength * prior_mean[worker_s, :, label_s]
+    denom = row_counts[worker_s] - own_post + strength
+    log_pi_loo = np.log(np.maximum(numer, _EPS) / denom)  # (n, K)
+    z = log_prior + task_ll[task_s] - full_log_pi[worker_s, :, label_s]
     z -= _logsumexp(z)[:, None]
-    del n_classes
     return float(_logsumexp(z + log_pi_loo).sum())
 
 
@@ -258,7 +261,7 @@ def _fit_em(
                     task, worker, label, post, n_workers, pseudo=_ACCURACY_PSEUDO_ANSWERS
                 )
                 prior_mean = np.exp(_one_coin_log_pi(accuracy, n_classes))
-                if fixed_strength is None and (strength is None or iterations % 5 == 1):
+                if fixed_strength is None and iterations in (1, 4, 10):
                     strength = _choose_strength(
                         task, worker, label, post, counts, prior_mean, log_prior, n_tasks
                     )
@@ -275,10 +278,11 @@ def _fit_em(
     return _Fit(log_pi, log_prior, iterations, strength)
 
 
-def _sample(n: int) -> np.ndarray | slice:
-    if n <= _FIT_SAMPLE:
+def _sample(n: int, size: int = _FIT_SAMPLE) -> np.ndarray | slice:
+    """A fixed-seed sample of ``size`` answer positions (all of them when there are fewer)."""
+    if n <= size:
         return slice(None)
-    return np.sort(np.random.default_rng(20240601).choice(n, _FIT_SAMPLE, replace=False))
+    return np.sort(np.random.default_rng(20240601).choice(n, size, replace=False))
 
 
 def _choose_strength(
