@@ -9,6 +9,7 @@ frame rate footage is timed correctly and matches `#t=start,end` playback of the
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import struct
@@ -74,23 +75,67 @@ def _sniff_non_video(head: bytes) -> str | None:
     return None
 
 
-def _check_iso_bmff(path: Path, size: int) -> None:
-    """Refuse truncated MP4/MOV files by walking the top-level boxes (cheap, no decoding).
+_CONTAINER_BOXES = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
+
+
+def _parse_moov(data: bytes, header: dict[str, Any]) -> None:
+    """Collect declared durations and picture sizes from a `moov` box (mvhd, tkhd, mdhd, stsd)."""
+    offset = 0
+    while offset + 8 <= len(data):
+        box_size, box_type = struct.unpack(">I4s", data[offset : offset + 8])
+        header_size = 8
+        if box_size == 1 and offset + 16 <= len(data):
+            box_size = struct.unpack(">Q", data[offset + 8 : offset + 16])[0]
+            header_size = 16
+        if box_size < header_size or offset + box_size > len(data):
+            return
+        body = data[offset + header_size : offset + box_size]
+        if box_type in _CONTAINER_BOXES:
+            _parse_moov(body, header)
+        elif box_type in (b"mvhd", b"mdhd") and len(body) >= 32:
+            if body[0] == 1:
+                timescale, duration = struct.unpack(">IQ", body[20:32])
+                unknown = duration == 2**64 - 1
+            else:
+                timescale, duration = struct.unpack(">II", body[12:20])
+                unknown = duration == 2**32 - 1
+            if timescale and not unknown:
+                header["durations"].append(duration / timescale)
+        elif box_type == b"tkhd" and len(body) >= 84:
+            at = 76 if body[0] == 0 else 88
+            if len(body) >= at + 8:
+                width, height = struct.unpack(">II", body[at : at + 8])
+                header["sizes"].append((width >> 16, height >> 16))
+        elif box_type == b"stsd" and len(body) >= 8 + 36:
+            entry = body[8:]
+            # A visual sample entry: 8 header, 6 reserved, 2 index, 16 pre-defined, then width, height.
+            width, height = struct.unpack(">HH", entry[32:36])
+            if entry[4:8] not in (b"mp4a", b"ac-3", b"ec-3", b"Opus", b"fLaC", b"alac", b"lpcm"):
+                header["sizes"].append((width, height))
+        offset += box_size
+
+
+def _check_iso_bmff(path: Path, size: int) -> dict[str, Any] | None:
+    """Walk an MP4/MOV file's boxes (cheap, no decoding): refuse truncation, read the declared header.
 
     A box that claims more bytes than the file holds, or a file without a `moov` box, is truncated: the
-    usual result of an interrupted upload or copy.
+    usual result of an interrupted upload or copy. Returns the durations and picture sizes the header
+    declares, so absurd values are refused before FFmpeg allocates or decodes anything.
     """
+    header: dict[str, Any] = {"durations": [], "sizes": []}
     with path.open("rb") as handle:
         head = handle.read(12)
         if len(head) < 8 or head[4:8] not in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"):
-            return
+            return None
         offset, seen = 0, set()
         while offset + 8 <= size:
             handle.seek(offset)
-            header = handle.read(16)
-            box_size, box_type = struct.unpack(">I4s", header[:8])
-            if box_size == 1 and len(header) >= 16:
-                box_size = struct.unpack(">Q", header[8:16])[0]
+            box_header = handle.read(16)
+            box_size, box_type = struct.unpack(">I4s", box_header[:8])
+            header_size = 8
+            if box_size == 1 and len(box_header) >= 16:
+                box_size = struct.unpack(">Q", box_header[8:16])[0]
+                header_size = 16
             elif box_size == 0:
                 box_size = size - offset
             if box_size < 8:
@@ -101,13 +146,33 @@ def _check_iso_bmff(path: Path, size: int) -> None:
                     f"the MP4 file is truncated: its '{kind}' box needs {offset + box_size} bytes "
                     f"but the file has only {size}"
                 )
+            if box_type == b"moov" and box_size <= 256 * 1024 * 1024:
+                handle.seek(offset + header_size)
+                _parse_moov(handle.read(box_size - header_size), header)
             seen.add(box_type)
             offset += box_size
         if b"moov" not in seen:
             raise VideoError("the MP4 file is truncated or incomplete: it has no 'moov' index box")
+    return header
 
 
-def _open(path: str | Path) -> tuple[Path, Any]:
+def _check_declared(header: dict[str, Any] | None, max_pixels: int, max_duration_seconds: float) -> None:
+    if not header:
+        return
+    for width, height in header["sizes"]:
+        if width * height > max_pixels:
+            raise VideoError(f"the header claims an absurd resolution ({width}x{height}); refusing to decode")
+    for duration in header["durations"]:
+        if duration > max_duration_seconds:
+            raise VideoError(
+                f"the header claims an absurd duration ({duration:.0f} s, the limit is "
+                f"{max_duration_seconds:.0f} s); refusing to decode"
+            )
+
+
+def _open(
+    path: str | Path, *, max_pixels: int | None = None, max_duration_seconds: float | None = None
+) -> tuple[Path, Any]:
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"no such file: {path.name}")
@@ -119,7 +184,9 @@ def _open(path: str | Path) -> tuple[Path, Any]:
     kind = _sniff_non_video(head)
     if kind:
         raise VideoError(f"this is a {kind} file, not a video")
-    _check_iso_bmff(path, size)
+    header = _check_iso_bmff(path, size)
+    if max_pixels is not None and max_duration_seconds is not None:
+        _check_declared(header, max_pixels, max_duration_seconds)
     try:
         container = av.open(str(path), metadata_errors="replace")
     except av.FFmpegError as error:
@@ -164,10 +231,10 @@ def _rotation_clockwise(frame_rotation: float | None, tag: str | None) -> int:
     """Degrees to turn the stored picture clockwise for display (the legacy `rotate` tag convention)."""
     if frame_rotation:
         # FFmpeg's display matrix angle is counter-clockwise.
-        return int(round(-frame_rotation / 90.0)) * 90 % 360
+        return round(-frame_rotation / 90.0) * 90 % 360
     if tag:
         try:
-            return int(round(float(tag) / 90.0)) * 90 % 360
+            return round(float(tag) / 90.0) * 90 % 360
         except ValueError:
             return 0
     return 0
@@ -181,7 +248,7 @@ def probe_video(
     Header values are checked before anything is decoded, so a crafted file claiming an absurd size or
     duration costs nothing. Then the first frames are decoded to prove the file is playable.
     """
-    path, container = _open(path)
+    path, container = _open(path, max_pixels=max_pixels, max_duration_seconds=max_duration_seconds)
     with container:
         stream = _video_stream(container)
         context = stream.codec_context
@@ -224,8 +291,9 @@ def probe_video(
                     break
         except av.FFmpegError as error:
             if first_frame is None:
+                reason = _ffmpeg_reason(error)
                 raise VideoError(
-                    f"cannot decode the first frames: the file is truncated or corrupt ({_ffmpeg_reason(error)})"
+                    f"cannot decode the first frames: the file is truncated or corrupt ({reason})"
                 ) from None
         if first_frame is None:
             try:
@@ -251,7 +319,7 @@ def probe_video(
             fps = stream.frames / duration
         if not fps and len(deltas):
             fps = 1.0 / float(np.mean(deltas))
-        frame_count = int(stream.frames) if stream.frames else int(round((duration or 0) * fps))
+        frame_count = int(stream.frames) if stream.frames else round((duration or 0) * fps)
 
         rotation = _rotation_clockwise(getattr(first_frame, "rotation", 0), stream.metadata.get("rotate"))
         display_width, display_height = (height, width) if rotation in (90, 270) else (width, height)
@@ -301,7 +369,7 @@ _ANALYSIS_WIDTH = 64
 
 
 def _analysis_size(width: int, height: int) -> tuple[int, int]:
-    analysis_height = max(8, int(round(_ANALYSIS_WIDTH * height / max(width, 1) / 2)) * 2)
+    analysis_height = max(8, round(_ANALYSIS_WIDTH * height / max(width, 1) / 2) * 2)
     return _ANALYSIS_WIDTH, analysis_height
 
 
@@ -317,10 +385,7 @@ def _iter_frames(path: str | Path, *, width: int | None = None, fmt: str = "yuv4
         index = 0
         try:
             for frame in container.decode(stream):
-                if frame.pts is not None:
-                    seconds = float((frame.pts - start) * time_base)
-                else:
-                    seconds = index / fps
+                seconds = float((frame.pts - start) * time_base) if frame.pts is not None else index / fps
                 index += 1
                 yield seconds, frame, stream
         except av.FFmpegError as error:
@@ -359,7 +424,7 @@ class _ShotAnalyser:
         self.min_content = min_content
         self.window = window
         self.flash_span = 4
-        self.fade_half = max(3, int(round(0.5 * fps)))
+        self.fade_half = max(3, round(0.5 * fps))
         self.fade_min = fade_min
         self.fade_linearity = fade_linearity
         self.lag = max(self.window, self.flash_span)
@@ -404,7 +469,7 @@ class _ShotAnalyser:
             return
         residual = 0.0
         for fraction in (0.25, 0.5, 0.75):
-            offset = int(round(2 * k * fraction))
+            offset = round(2 * k * fraction)
             blend = before + (after - before) * (offset / (2 * k))
             residual += _distance(self._frame(c - k + offset), blend)
         residual /= 3
@@ -494,7 +559,7 @@ def _segments(
 ) -> list[tuple[float, float]]:
     edges = [0.0, *cuts, duration]
     segments: list[tuple[float, float]] = []
-    for start, end in zip(edges, edges[1:], strict=False):
+    for start, end in itertools.pairwise(edges):
         pieces = max(1, math.ceil((end - start) / max_segment_seconds - 1e-9))
         step = (end - start) / pieces
         for n in range(pieces):
@@ -610,7 +675,7 @@ def dhash(gray: np.ndarray) -> int:
 
 
 def phash(gray: np.ndarray) -> int:
-    """64-bit perceptual hash: signs of the low 8x8 DCT coefficients of a 32x32 thumbnail around their median."""
+    """64-bit perceptual hash: low 8x8 DCT coefficients of a 32x32 thumbnail compared to their median."""
     small = cv2.resize(_to_gray(gray), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
     low = cv2.dct(small)[:8, :8]
     median = float(np.median(low.ravel()[1:]))
@@ -837,7 +902,7 @@ _RENDITIONS = [
 def _encoder_available(name: str) -> bool:
     try:
         av.codec.Codec(name, "w")
-    except Exception:  # noqa: BLE001 - any failure means "not usable here"
+    except Exception:
         return False
     return True
 
@@ -874,7 +939,7 @@ def render_browser_rendition(
         audio = source.streams.audio[0] if source.streams.audio else None
         width, height = video.codec_context.width, video.codec_context.height
         out_height = min(max_height, height) // 2 * 2
-        out_width = max(2, int(round(width * out_height / height / 2)) * 2)
+        out_width = max(2, round(width * out_height / height / 2) * 2)
         fps = float(video.average_rate or 25)
         declared = _declared_duration(source, video) or 0.0
         video_start = _stream_start(video)
@@ -887,7 +952,7 @@ def render_browser_rendition(
             out_video.pix_fmt = "yuv420p"
             out_video.time_base = time_base
             out_video.codec_context.time_base = time_base
-            out_video.codec_context.gop_size = max(1, int(round(fps)))
+            out_video.codec_context.gop_size = max(1, round(fps))
             if codec == "libx264":
                 out_video.options = {"preset": "veryfast", "crf": "27", "profile": "main"}
             elif codec.startswith("libvpx"):
@@ -913,7 +978,7 @@ def render_browser_rendition(
                             if frame.pts is None:
                                 continue
                             if first_frame:
-                                rotation = int(round(getattr(frame, "rotation", 0) or 0))
+                                rotation = round(getattr(frame, "rotation", 0) or 0)
                                 if rotation:
                                     out_video.set_display_rotation(rotation)
                                 first_frame = False
