@@ -17,8 +17,11 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -658,6 +661,17 @@ def _filter_by_aoi(
 # --------------------------------------------------------------------------------------------- rendering
 
 
+def _representable(nodata: float | None, dtype: np.dtype) -> Any:
+    """Nodata as a ``dtype`` scalar; None when NaN (caught as non-finite) or out of the type's range."""
+    if nodata is None or math.isnan(nodata):
+        return None
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if not (info.min <= nodata <= info.max) or nodata != int(nodata):
+            return None
+    return dtype.type(nodata)
+
+
 class _Layer:
     """One date of a plan: reads plan-grid windows as display bands plus a validity mask."""
 
@@ -683,12 +697,11 @@ class _Layer:
             self.reader = self.vrt
             self.alpha = alpha if alpha is not None else self.vrt.count
             self.use_mask_band = False
-            if alpha is None:
-                self.nodata = None if self.dataset.nodata is None else self.dataset.nodata
         self.read_indexes = [*self.bands, *([self.alpha] if self.alpha else [])]
         self.dtype = np.dtype(self.dataset.dtypes[self.bands[0] - 1])
+        self.nodata_value = _representable(self.nodata, self.dtype)
         self.lut: np.ndarray | None = None
-        self.lut_offset = 0
+        self.floor: list[Any] = []
         self.lo = np.zeros(len(self.bands), dtype=np.float32)
         self.scale = np.ones(len(self.bands), dtype=np.float32)
 
@@ -766,13 +779,15 @@ class _Layer:
             valid = reader.read_masks(self.bands[0], **mask_kwargs) > 0
         else:
             valid = np.ones(data.shape[1:], dtype=bool)
-        if self.nodata is not None:
-            if math.isnan(self.nodata):
-                valid &= ~np.isnan(data).all(axis=0)
-            else:
-                valid &= ~(data == self.dtype.type(self.nodata)).all(axis=0)
+        if self.nodata_value is not None:
+            # GDAL's rule for a per-band nodata value: a pixel is missing when every band holds it
+            missing = data[0] == self.nodata_value
+            for band in data[1:]:
+                missing &= band == self.nodata_value
+            valid &= ~missing
         if self.is_float:
-            valid &= np.isfinite(data).all(axis=0)
+            for band in data:
+                valid &= np.isfinite(band)
         return data, valid
 
     # ---- contrast stretch: one per scene and date, so neighbouring tiles and both dates look consistent
@@ -791,16 +806,20 @@ class _Layer:
             highs.append(float(hi))
         self.lo = np.array(lows, dtype=np.float32)
         self.scale = np.array([255.0 / (h - lo) for lo, h in zip(lows, highs, strict=True)], dtype=np.float32)
-        if self.dtype in (np.dtype("uint8"), np.dtype("uint16"), np.dtype("int16"), np.dtype("int8")):
+        if self.dtype in (np.uint8, np.int8):
             info = np.iinfo(self.dtype)
             values = np.arange(info.min, info.max + 1, dtype=np.float32)
+            if self.dtype == np.int8:  # cv2.LUT indexes by the unsigned byte: reorder to offset binary
+                values = np.roll(values, 128)
             self.lut = np.stack(
                 [
-                    np.clip((values - lo) * sc + 0.5, 0, 255).astype(np.uint8)
-                    for lo, sc in zip(self.lo, self.scale, strict=True)
+                    np.clip((values - lo) * scale + 0.5, 0, 255).astype(np.uint8)
+                    for lo, scale in zip(self.lo, self.scale, strict=True)
                 ]
             )
-            self.lut_offset = -int(info.min)
+        if self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            self.floor = [self.dtype.type(min(max(math.floor(lo), info.min), info.max)) for lo in self.lo]
 
     def _stretch_samples(self, plan: GridPlan) -> list[np.ndarray]:
         """Valid pixels per band from a bounded read: the whole grid if small, else spread windows."""
@@ -824,11 +843,22 @@ class _Layer:
                 per_band[index].append(data[index][valid])
         return [np.concatenate(parts) if parts else np.zeros(0) for parts in per_band]
 
-    def to_display(self, data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """h x w x 3 (BGR, for OpenCV) or h x w uint8 image; invalid pixels black."""
-        if self.lut is not None:
-            index = data.astype(np.int32) + self.lut_offset if self.lut_offset else data
-            channels = [np.take(self.lut[i], index[i]) for i in range(len(self.bands))]
+    def to_display(self, data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(h x w x 3 BGR image for OpenCV or h x w grey, its R,G,B or grey channels); invalid is black."""
+        if self.lut is not None and self.dtype == np.uint8:
+            channels = [cv2.LUT(data[i], self.lut[i]) for i in range(len(self.bands))]
+        elif self.lut is not None and self.dtype == np.int8:
+            channels = [cv2.LUT(data[i].view(np.uint8), self.lut[i]) for i in range(len(self.bands))]
+        elif self.dtype in (np.uint16, np.int16, np.int32):
+            # clamp below at the low percentile, then one SIMD pass of OpenCV's scale-and-saturate to uint8
+            channels = [
+                cv2.convertScaleAbs(
+                    np.maximum(data[i], self.floor[i]),
+                    alpha=float(self.scale[i]),
+                    beta=-float(self.lo[i] * self.scale[i]),
+                )
+                for i in range(len(self.bands))
+            ]
         else:
             channels = [
                 np.clip(
@@ -836,11 +866,12 @@ class _Layer:
                 ).astype(np.uint8)
                 for i in range(len(self.bands))
             ]
-        # OpenCV encodes B,G,R
-        image = channels[0] if len(channels) == 1 else np.dstack(channels[::-1])
+        image = channels[0] if len(channels) == 1 else cv2.merge(channels[::-1])
         if not valid.all():
-            image[~valid] = 0
-        return image
+            mask = valid.view(np.uint8)
+            image = cv2.bitwise_and(image, image, mask=mask)
+            channels = [cv2.bitwise_and(c, c, mask=mask) for c in channels]
+        return image, channels
 
 
 def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -850,18 +881,37 @@ def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     return buffer.tobytes()
 
 
-def _cloudy(image: np.ndarray, valid: np.ndarray) -> bool:
+def _cloudy(channels: list[np.ndarray], valid: np.ndarray) -> bool:
     """Likely cloud: many valid pixels both bright and unsaturated (a flag for volunteers, not a skip)."""
-    image, valid = image[::4, ::4], valid[::4, ::4]
-    count = int(valid.sum())
+    valid = valid[::4, ::4]
+    count = int(np.count_nonzero(valid))
     if count == 0:
         return False
-    if image.ndim == 2:
-        bright = image > 220
+    sampled = [channel[::4, ::4] for channel in channels]
+    if len(sampled) == 1:
+        bright = sampled[0] > 220
     else:
-        low, high = image.min(axis=2), image.max(axis=2)
-        bright = (low > 200) & (high.astype(np.int16) - low < 30)
-    return bool((bright & valid).sum() > CLOUDY_FRACTION * count)
+        low = np.minimum(np.minimum(sampled[0], sampled[1]), sampled[2])
+        high = np.maximum(np.maximum(sampled[0], sampled[1]), sampled[2])
+        bright = (low > 200) & ((high - low) < 30)
+    return bool(np.count_nonzero(bright & valid) > CLOUDY_FRACTION * count)
+
+
+def _finish_tile(
+    layers: list[_Layer],
+    spec: TileSpec,
+    reads: list[tuple[np.ndarray, np.ndarray]],
+    paired: bool,
+    jpeg_quality: int,
+    min_valid_fraction: float,
+) -> RenderedTile:
+    valid_fraction = min(float(valid.mean()) for _, valid in reads)
+    if valid_fraction < min_valid_fraction:
+        return RenderedTile(spec, b"", b"" if paired else None, valid_fraction, False, "empty")
+    shown = [layer.to_display(data, valid) for layer, (data, valid) in zip(layers, reads, strict=True)]
+    jpegs = [_encode_jpeg(image, jpeg_quality) for image, _ in shown]
+    cloudy = any(_cloudy(channels, valid) for (_, channels), (_, valid) in zip(shown, reads, strict=True))
+    return RenderedTile(spec, jpegs[0], jpegs[1] if paired else None, valid_fraction, cloudy, None)
 
 
 def iter_rendered_tiles(
@@ -872,45 +922,63 @@ def iter_rendered_tiles(
     jpeg_quality: int = 80,
     min_valid_fraction: float = 0.05,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> Iterator[RenderedTile]:
     """Render every tile of ``plan`` as JPEG(s), one window at a time: memory stays flat for any scene size.
 
-    Tiles with too few valid pixels (in either date) are still yielded, with ``skip_reason="empty"`` and
-    empty JPEG bytes, so the caller can count and report them.
+    Tiles come out in ``plan.tiles`` order. Tiles with too few valid pixels (in either date) are still
+    yielded, with ``skip_reason="empty"`` and empty JPEG bytes, so the caller can count and report them.
+
+    Windows are read in order on one dataset handle per date, so GDAL's block cache decodes each block once
+    even though neighbouring tiles overlap; stretching, masking and JPEG encoding run on ``workers`` threads
+    (default: one per core, at most 4), which NumPy and OpenCV allow by releasing the GIL. At most
+    ``2 * workers`` tiles are in flight, so memory does not depend on the scene size.
     """
     if (after is None) == plan.paired:
         raise ImageryError(
             "the plan was made for a pair" if plan.paired else "the plan was made for one image"
         )
+    workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
+    paired = after is not None
+    total = len(plan.tiles)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        layers = [_Layer(before, plan)]
+        layers: list[_Layer] = []
         try:
-            if after is not None:
-                layers.append(_Layer(after, plan))
+            for path in [before] if after is None else [before, after]:
+                layers.append(_Layer(path, plan))
             for layer in layers:
                 layer.fit_stretch(plan)
-            total = len(plan.tiles)
-            for done, spec in enumerate(plan.tiles, start=1):
-                reads = [layer.read(spec.window) for layer in layers]
-                valid_fraction = min(float(valid.mean()) for _, valid in reads)
-                if valid_fraction < min_valid_fraction:
-                    yield RenderedTile(
-                        spec, b"", b"" if after is not None else None, valid_fraction, False, "empty"
-                    )
-                else:
-                    images = [
-                        layer.to_display(data, valid)
-                        for layer, (data, valid) in zip(layers, reads, strict=True)
-                    ]
-                    jpegs = [_encode_jpeg(image, jpeg_quality) for image in images]
-                    cloudy = any(
-                        _cloudy(image, valid) for image, (_, valid) in zip(images, reads, strict=True)
-                    )
-                    yield RenderedTile(
-                        spec, jpegs[0], jpegs[1] if after is not None else None, valid_fraction, cloudy, None
-                    )
-                if progress is not None:
-                    progress(done, total)
+            if workers == 1:
+                for done, spec in enumerate(plan.tiles, start=1):
+                    reads = [layer.read(spec.window) for layer in layers]
+                    yield _finish_tile(layers, spec, reads, paired, jpeg_quality, min_valid_fraction)
+                    if progress is not None:
+                        progress(done, total)
+                return
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagery-tiles") as pool:
+                pending: deque[Future[RenderedTile]] = deque()
+                done = 0
+                try:
+                    for spec in plan.tiles:
+                        reads = [layer.read(spec.window) for layer in layers]
+                        pending.append(
+                            pool.submit(
+                                _finish_tile, layers, spec, reads, paired, jpeg_quality, min_valid_fraction
+                            )
+                        )
+                        while len(pending) > 2 * workers or (pending and pending[0].done()):
+                            done += 1
+                            yield pending.popleft().result()
+                            if progress is not None:
+                                progress(done, total)
+                    while pending:
+                        done += 1
+                        yield pending.popleft().result()
+                        if progress is not None:
+                            progress(done, total)
+                finally:
+                    for future in pending:
+                        future.cancel()
         finally:
             for layer in layers:
                 layer.close()
@@ -938,6 +1006,6 @@ def render_overview(
         try:
             layer.fit_stretch(plan)
             data, valid = layer.read(Window(0, 0, plan.width, plan.height), out_shape=out_shape)
-            return _encode_jpeg(layer.to_display(data, valid), jpeg_quality)
+            return _encode_jpeg(layer.to_display(data, valid)[0], jpeg_quality)
         finally:
             layer.close()
