@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import av.video.reformatter
 import cv2
 import numpy as np
 
@@ -590,13 +591,17 @@ def detect_shots(
     last_time = 0.0
     intervals: deque[float] = deque(maxlen=50)
     count = 0
+    # One reformatter for the whole run: it keeps its scaler context, frame.reformat() rebuilds one per call.
+    reformatter = av.video.reformatter.VideoReformatter()
     for seconds, frame, stream in _iter_frames(path):
         if analyser is None:
             fps = float(stream.average_rate or 25)
             analyser = _ShotAnalyser(fps, threshold=threshold)
             size = _analysis_size(frame.width, frame.height)
             declared = _declared_duration(stream.container, stream)
-        small = frame.reformat(width=size[0], height=size[1], format="yuv420p", interpolation="AREA")
+        small = reformatter.reformat(
+            frame, width=size[0], height=size[1], format="yuv420p", interpolation="AREA"
+        )
         planes = small.to_ndarray()
         analyser.add(seconds, planes, (size[1], size[0]))
         if count:
@@ -816,6 +821,7 @@ def extract_keyframes(
         if start_seconds > 0:
             container.seek(int(start_seconds / time_base) + start_pts, stream=stream, backward=True)
         index = 0
+        reformatter = av.video.reformatter.VideoReformatter()
         try:
             for frame in container.decode(stream):
                 if frame.pts is None:
@@ -829,8 +835,8 @@ def extract_keyframes(
                 if (index - 1) % stride:
                     continue
                 slot_index = min(count - 1, int((seconds - start_seconds) / slot))
-                gray = frame.reformat(
-                    width=160, height=max(2, int(160 * frame.height / frame.width)), format="gray"
+                gray = reformatter.reformat(
+                    frame, width=160, height=max(2, int(160 * frame.height / frame.width)), format="gray"
                 )
                 gray_array = gray.to_ndarray()
                 blank = is_near_uniform(gray_array)
@@ -969,6 +975,7 @@ def render_browser_rendition(
                 )
             rotation = 0
             samples = 0
+            reformatter = av.video.reformatter.VideoReformatter()
             first_frame = True
             streams = [video] + ([audio] if out_audio is not None else [])
             try:
@@ -982,7 +989,13 @@ def render_browser_rendition(
                                 if rotation:
                                     out_video.set_display_rotation(rotation)
                                 first_frame = False
-                            small = frame.reformat(width=out_width, height=out_height, format="yuv420p")
+                            small = reformatter.reformat(
+                                frame,
+                                width=out_width,
+                                height=out_height,
+                                format="yuv420p",
+                                interpolation="AREA",
+                            )
                             small.pts = frame.pts - video_start
                             small.time_base = time_base
                             output.mux(out_video.encode(small))
