@@ -978,8 +978,12 @@ def combine_locations(lonlats: Sequence[tuple[float, float]], *, max_iter: int =
         raise ValueError("no locations to combine")
     if not np.all(np.isfinite(pts)) or np.any(np.abs(pts[:, 1]) > 90):
         raise ValueError("locations must be finite (lon, lat) pairs with |lat| <= 90")
-    lon0, lat0 = float(np.median(pts[:, 0])), float(np.median(pts[:, 1]))
-    # Longitudes are unwrapped around the median so guesses either side of the antimeridian agree.
+    # Longitudes are unwrapped around their circular mean, so guesses either side of the antimeridian
+    # agree, then centred on their median.
+    radians = np.radians(pts[:, 0])
+    lon_ref = math.degrees(math.atan2(float(np.sin(radians).mean()), float(np.cos(radians).mean())))
+    lon0 = lon_ref + float(np.median((pts[:, 0] - lon_ref + 180.0) % 360.0 - 180.0))
+    lat0 = float(np.median(pts[:, 1]))
     dlon = (pts[:, 0] - lon0 + 180.0) % 360.0 - 180.0
     scale = math.radians(1) * _EARTH_RADIUS_M
     xy = np.column_stack([dlon * scale * math.cos(math.radians(lat0)), (pts[:, 1] - lat0) * scale])

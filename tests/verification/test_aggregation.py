@@ -1,0 +1,377 @@
+"""Tests for verification.aggregation: agreement scoring, calibration and the other answer types."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from verification.aggregation import (
+    METHODS,
+    aggregate,
+    aggregate_multiple,
+    aggregate_table,
+    cluster_points,
+    combine_locations,
+    expected_calibration_error,
+    flag_unreliable,
+    krippendorff_alpha_nominal,
+    retirement_decision,
+    task_consensus,
+)
+
+CROWD = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "crowd"
+
+# Accuracy of `auto` on gold measured at commit time, minus about a point; calibration error bounds
+# likewise (they are what the truth-free temperature reaches, not the 0.05 target on every set).
+FLOORS = {
+    "bluebird": (0.88, 0.09),
+    "rte": (0.92, 0.05),
+    "dog": (0.83, 0.12),
+    "web": (0.81, 0.06),
+    "product": (0.93, 0.05),
+    "cf": (0.87, 0.10),
+    "zencrowd_in": (0.75, 0.14),
+}
+
+
+def load_crowd(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int, np.ndarray]:
+    with (CROWD / name / "answers.csv").open() as handle:
+        rows = [(r["task"], r["worker"], r["label"]) for r in csv.DictReader(handle)]
+    with (CROWD / name / "truth.csv").open() as handle:
+        truth = {r["task"]: r["label"] for r in csv.DictReader(handle)}
+    tasks = {t: i for i, t in enumerate(sorted({r[0] for r in rows}))}
+    workers = {w: i for i, w in enumerate(sorted({r[1] for r in rows}))}
+    classes = {c: i for i, c in enumerate(sorted({r[2] for r in rows} | set(truth.values())))}
+    gold = np.full(len(tasks), -1)
+    for task, label in truth.items():
+        if task in tasks:
+            gold[tasks[task]] = classes[label]
+    return (
+        np.array([tasks[r[0]] for r in rows]),
+        np.array([workers[r[1]] for r in rows]),
+        np.array([classes[r[2]] for r in rows]),
+        len(tasks),
+        len(workers),
+        len(classes),
+        gold,
+    )
+
+
+def simulate(seed: int, n_tasks: int = 200, n_workers: int = 30, n_classes: int = 3, per_task: int = 5):
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, n_classes, n_tasks)
+    task = np.repeat(np.arange(n_tasks), per_task)
+    worker = np.concatenate([rng.choice(n_workers, per_task, replace=False) for _ in range(n_tasks)])
+    accuracy = rng.uniform(0.55, 0.9, n_workers)
+    right = rng.random(len(task)) < accuracy[worker]
+    label = np.where(right, truth[task], (truth[task] + rng.integers(1, n_classes, len(task))) % n_classes)
+    return task, worker, label, truth
+
+
+# ------------------------------------------------------------------------------------ small crowds
+
+
+def test_majority_reports_ties_explicitly() -> None:
+    task = np.array([0, 0, 1, 1, 1])
+    worker = np.array([0, 1, 0, 1, 2])
+    label = np.array([0, 1, 1, 1, 0])
+    result = aggregate(task, worker, label, n_tasks=3, n_workers=3, n_classes=2, method="majority")
+    assert result.tied.tolist() == [True, False, False]
+    assert result.labels.tolist() == [0, 1, -1]  # tie broken to the lowest class, flagged; no answers: -1
+    assert result.agreement[1] == pytest.approx(2 / 3)
+    assert result.confidence[2] == 0.0 and result.n_answers.tolist() == [2, 3, 0]
+
+
+def test_unsure_counts_as_an_answer_but_not_a_vote() -> None:
+    task = np.array([0, 0, 0, 1])
+    worker = np.array([0, 1, 2, 0])
+    label = np.array([1, 1, 2, 2])  # class 2 is "unsure"
+    result = aggregate(task, worker, label, n_tasks=2, n_workers=3, n_classes=3, ignore_label=2)
+    assert result.labels.tolist() == [1, -1]
+    assert result.n_answers.tolist() == [3, 1]
+    assert result.agreement[0] == pytest.approx(2 / 3)
+    assert np.all(result.posteriors[:, 2] == 0)
+
+
+def test_gold_is_clamped_and_anchors_reliability() -> None:
+    # Worker 0 is always right on gold tasks 0-3, worker 1 always wrong; on task 4 they disagree.
+    task = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    worker = np.array([0, 1] * 5)
+    label = np.array([0, 1, 1, 0, 0, 1, 1, 0, 1, 0])
+    gold = {0: 0, 1: 1, 2: 0, 3: 1}
+    result = aggregate(
+        task, worker, label, n_tasks=5, n_workers=2, n_classes=2, gold=gold, method="dawid_skene"
+    )
+    assert result.labels.tolist() == [0, 1, 0, 1, 1]
+    assert result.worker_reliability[0] > 0.8 > 0.2 > result.worker_reliability[1]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_recovers_a_good_crowd(method: str) -> None:
+    task, worker, label, truth = simulate(1)
+    result = aggregate(task, worker, label, n_tasks=200, n_workers=30, n_classes=3, method=method)
+    assert (result.labels == truth).mean() > 0.85
+    assert np.allclose(result.posteriors.sum(axis=1), 1)
+    assert np.all((result.confidence >= 0) & (result.confidence <= 1))
+
+
+def test_unknown_method_and_bad_indices_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown method"):
+        aggregate(
+            np.array([0]), np.array([0]), np.array([0]), n_tasks=1, n_workers=1, n_classes=2, method="x"
+        )
+    with pytest.raises(ValueError, match="out of range"):
+        aggregate(np.array([0]), np.array([0]), np.array([5]), n_tasks=1, n_workers=1, n_classes=2)
+
+
+def test_flag_unreliable_finds_random_and_constant_volunteers() -> None:
+    task, worker, label, _ = simulate(2, n_workers=20)
+    rng = np.random.default_rng(3)
+    label = label.copy()
+    label[worker == 0] = rng.integers(0, 3, (worker == 0).sum())  # random answers
+    label[worker == 1] = 0  # always the same answer
+    result = aggregate(task, worker, label, n_tasks=200, n_workers=20, n_classes=3)
+    flags = flag_unreliable(result)
+    assert flags[0] and flags[1]
+    assert flags[2:].sum() == 0
+
+
+def test_aggregate_table_uses_strings_and_exposes_reliability() -> None:
+    rows = [("t1", "ann", "yes"), ("t1", "bob", "yes"), ("t1", "cy", "no"), ("t2", "ann", "unsure")]
+    table = aggregate_table(rows, gold={"t1": "yes"})
+    assert [r["task"] for r in table] == ["t1", "t2"]
+    assert table[0]["label"] == "yes" and table[0]["confidence"] == 1.0
+    assert table[1]["label"] is None and table[1]["n_answers"] == 1
+    assert set(table.worker_reliability) == {"ann", "bob", "cy"}
+    assert table.worker_reliability["ann"] > table.worker_reliability["cy"]
+
+
+# ------------------------------------------------------------------------------------- properties
+
+crowds = st.integers(0, 10_000).map(lambda seed: simulate(seed, n_tasks=40, n_workers=8, per_task=4))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(crowd=crowds, perm_seed=st.integers(0, 1000), method=st.sampled_from(METHODS))
+def test_relabelling_and_renaming_do_not_change_the_consensus(crowd, perm_seed: int, method: str) -> None:
+    task, worker, label, _ = crowd
+    rng = np.random.default_rng(perm_seed)
+    class_perm, task_perm, worker_perm = rng.permutation(3), rng.permutation(40), rng.permutation(8)
+    order = rng.permutation(len(task))  # answer order too
+    base = aggregate(
+        task, worker, label, n_tasks=40, n_workers=8, n_classes=3, method=method, calibrate=False
+    )
+    moved = aggregate(
+        task_perm[task][order],
+        worker_perm[worker][order],
+        class_perm[label][order],
+        n_tasks=40,
+        n_workers=8,
+        n_classes=3,
+        method=method,
+        calibrate=False,
+    )
+    assert np.allclose(moved.posteriors[task_perm][:, class_perm], base.posteriors, atol=1e-6)
+    clear = ~base.tied & (base.labels >= 0)
+    assert np.array_equal(moved.labels[task_perm][clear], class_perm[base.labels[clear]])
+    assert np.allclose(moved.worker_reliability[worker_perm], base.worker_reliability, atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    label=st.integers(0, 3),
+    n_answers=st.integers(3, 12),
+    method=st.sampled_from(METHODS),
+)
+def test_unanimous_answers_give_that_label_confidently(label: int, n_answers: int, method: str) -> None:
+    # A background crowd with disagreement, then one task everybody agrees on.
+    task, worker, labels, _ = simulate(5, n_tasks=60, n_workers=15, n_classes=4)
+    task = np.concatenate([task, np.full(n_answers, 60)])
+    worker = np.concatenate([worker, np.arange(n_answers)])
+    labels = np.concatenate([labels, np.full(n_answers, label)])
+    result = aggregate(task, worker, labels, n_tasks=61, n_workers=15, n_classes=4, method=method)
+    assert result.labels[60] == label
+    # Calibration tempers small crowds hard (full Dawid-Skene fitted on 60 tasks overfits), so 3
+    # answers are not proof; 6 unanimous answers from better-than-chance volunteers are.
+    assert result.confidence[60] > (0.85 if n_answers >= 6 else 0.5)
+    assert result.agreement[60] == 1.0
+
+
+@pytest.mark.parametrize("n_gold", [1, 5, 10, 20])
+def test_gold_raises_accuracy_on_average(n_gold: int) -> None:
+    # Not per crowd: EM is not monotone, and in 60-task crowds one gold task occasionally moves a few
+    # others the wrong way (measured: 4-8% of crowds, at most 5 tasks).  Over 30 crowds it helps.
+    gain = 0
+    for seed in range(30):
+        task, worker, label, truth = simulate(seed, n_tasks=60, n_workers=10, per_task=3)
+        plain = aggregate(task, worker, label, n_tasks=60, n_workers=10, n_classes=3)
+        gold = {t: int(truth[t]) for t in range(n_gold)}
+        anchored = aggregate(task, worker, label, n_tasks=60, n_workers=10, n_classes=3, gold=gold)
+        gain += int((anchored.labels == truth).sum() - (plain.labels == truth).sum())
+    assert gain > 0
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_a_perfect_extra_volunteer_never_lowers_accuracy(seed: int) -> None:
+    task, worker, label, truth = simulate(seed, n_tasks=60, n_workers=10, per_task=3)
+    plain = aggregate(task, worker, label, n_tasks=60, n_workers=11, n_classes=3)
+    with_expert = aggregate(
+        np.concatenate([task, np.arange(60)]),
+        np.concatenate([worker, np.full(60, 10)]),
+        np.concatenate([label, truth]),
+        n_tasks=60,
+        n_workers=11,
+        n_classes=3,
+    )
+    assert (with_expert.labels == truth).mean() >= (plain.labels == truth).mean()
+
+
+# ---------------------------------------------------------------------------------- real datasets
+
+
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_auto_accuracy_and_calibration_on_public_crowds(name: str) -> None:
+    if not (CROWD / name).is_dir():
+        pytest.skip(f"dataset {name} not available")
+    task, worker, label, n_tasks, n_workers, n_classes, gold = load_crowd(name)
+    result = aggregate(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes)
+    has_gold = gold >= 0
+    correct = result.labels[has_gold] == gold[has_gold]
+    accuracy_floor, ece_bound = FLOORS[name]
+    assert correct.mean() >= accuracy_floor
+    assert expected_calibration_error(result.confidence[has_gold], correct) <= ece_bound
+
+
+def test_million_answers_aggregate_quickly() -> None:
+    rng = np.random.default_rng(0)
+    n_tasks, n_workers, n = 100_000, 5_000, 1_000_000
+    truth = rng.integers(0, 3, n_tasks)
+    task, worker = rng.integers(0, n_tasks, n), rng.integers(0, n_workers, n)
+    right = rng.random(n) < rng.uniform(0.45, 0.95, n_workers)[worker]
+    label = np.where(right, truth[task], (truth[task] + rng.integers(1, 3, n)) % 3)
+    started = time.perf_counter()
+    result = aggregate(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=3)
+    assert time.perf_counter() - started < 10
+    assert (result.labels == truth).mean() > 0.9
+
+
+# ------------------------------------------------------------------------------- incremental path
+
+
+def test_task_consensus_matches_one_coin_arithmetic() -> None:
+    label, confidence, agreement, entropy, posterior = task_consensus(
+        ["yes", "yes", "no", "unsure"], [0.9, 0.8, 0.7, 0.5], ["yes", "no", "unsure"]
+    )
+    odds = (0.9 / 0.1) * (0.8 / 0.2) / (0.7 / 0.3)
+    assert label == "yes"
+    assert confidence == pytest.approx(odds / (1 + odds))
+    assert agreement == pytest.approx(2 / 4)
+    assert entropy == pytest.approx(-sum(p * math.log(p) for p in posterior.values()))
+
+
+def test_task_consensus_is_fast() -> None:
+    labels, weights = ["a", "b", "a", "a", "c", "a", "b", "a"], [0.8, 0.6, 0.7, 0.9, 0.5, 0.6, 0.7, 0.8]
+    started = time.perf_counter()
+    for _ in range(1000):
+        task_consensus(labels, weights, ["a", "b", "c"], [0.5, 0.3, 0.2], temperature=0.6)
+    assert (time.perf_counter() - started) / 1000 < 1e-3
+
+
+def test_task_consensus_without_votes() -> None:
+    result = task_consensus(["unsure"], None, ["yes", "no"])
+    assert result.label is None and result.confidence == 0.0
+
+
+@pytest.mark.parametrize(
+    ("confidence", "n_answers", "expected"),
+    [
+        (0.99, 2, "continue"),
+        (0.99, 3, "retire"),
+        (0.80, 5, "continue"),
+        (0.80, 10, "needs_review"),
+        (0.95, 10, "retire"),
+    ],
+)
+def test_retirement_decision(confidence: float, n_answers: int, expected: str) -> None:
+    assert retirement_decision(confidence, n_answers) == expected
+
+
+# ---------------------------------------------------------------------------- campaign-level figures
+
+
+def test_krippendorff_alpha_on_krippendorffs_own_example() -> None:
+    # Krippendorff (2011), "Computing Krippendorff's alpha-reliability", nominal example: 4 observers,
+    # 12 units, missing values; alpha = 0.743.
+    data = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+    ]
+    cells = [(u, o, v) for o, row in enumerate(data) for u, v in enumerate(row) if v is not None]
+    task, worker, label = (np.array(col) for col in zip(*cells, strict=True))
+    alpha = krippendorff_alpha_nominal(task, worker, label - 1, n_classes=5)
+    assert alpha == pytest.approx(0.743, abs=0.001)
+
+
+def test_krippendorff_alpha_extremes() -> None:
+    task = np.array([0, 0, 1, 1, 2, 2])
+    worker = np.array([0, 1, 0, 1, 0, 1])
+    assert krippendorff_alpha_nominal(task, worker, np.array([0, 0, 1, 1, 0, 0]), n_classes=2) == 1.0
+    assert krippendorff_alpha_nominal(task, worker, np.array([0, 1, 1, 0, 0, 1]), n_classes=2) < 0
+
+
+def test_expected_calibration_error() -> None:
+    assert expected_calibration_error(np.array([0.9] * 10), np.array([1] * 9 + [0])) == pytest.approx(0)
+    assert expected_calibration_error(np.array([1.0, 1.0]), np.array([0, 0])) == pytest.approx(1)
+
+
+# ----------------------------------------------------------------------------- other answer types
+
+
+def test_multiple_choice_gives_each_option_its_own_consensus() -> None:
+    task = np.array([0, 0, 0, 1, 1, 1])
+    worker = np.array([0, 1, 2, 0, 1, 2])
+    selected = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 1], [1, 0, 1]], dtype=bool)
+    results = aggregate_multiple(task, worker, selected, n_tasks=2, n_workers=3, method="majority")
+    assert [r.labels.tolist() for r in results] == [[1, 0], [1, 0], [0, 1]]
+
+
+def test_points_cluster_counting_each_volunteer_once() -> None:
+    points = [
+        ("ann", 0.0, 0.0),
+        ("ann", 1.0, 0.0),  # a second click on the same object
+        ("bob", 2.0, 1.0),
+        ("cy", -1.0, -1.0),
+        ("ann", 100.0, 100.0),
+        ("dee", 500.0, 0.0),
+    ]
+    clusters = cluster_points(points, radius_m=10.0)
+    assert [c["n_volunteers"] for c in clusters] == [3, 1, 1]
+    top = clusters[0]
+    assert top["x_m"] == pytest.approx((0.5 + 2.0 - 1.0) / 3)
+    assert top["y_m"] == pytest.approx(0.0)
+    assert 0 < top["spread_m"] < 5
+    assert cluster_points(points, radius_m=10.0, min_volunteers=2) == clusters[:1]
+    assert cluster_points([]) == []
+
+
+def test_locations_combine_robustly_with_spread_in_metres() -> None:
+    guesses = [(30.0, 10.0), (30.0001, 10.0), (30.0, 10.0001), (29.9999, 9.9999), (31.5, 12.0)]  # one outlier
+    centre = combine_locations(guesses)
+    assert centre["n"] == 5
+    assert centre["lon"] == pytest.approx(30.0, abs=1e-4)
+    assert centre["lat"] == pytest.approx(10.0, abs=1e-4)
+    assert centre["spread_m"] < 20
+    across = combine_locations([(179.9999, 0.0), (-179.9999, 0.0)])
+    assert abs(abs(across["lon"]) - 180) < 1e-3
+    with pytest.raises(ValueError):
+        combine_locations([])
