@@ -396,7 +396,35 @@ def _iter_frames(path: str | Path, *, width: int | None = None, fmt: str = "yuv4
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(np.abs(a - b)))
+    return cv2.norm(a, b, cv2.NORM_L1) / a.size
+
+
+_PLANAR_420 = {"yuv420p", "yuvj420p"}
+
+
+def _small_planes(frame: Any, size: tuple[int, int], reformatter: Any) -> np.ndarray:
+    """The Y, U and V planes of a frame shrunk to `size` (Y) and half that (U, V), in yuv420p row layout.
+
+    For 4:2:0 frames (nearly all camera footage) the planes are read in place and shrunk with OpenCV:
+    a bilinear pass to twice the target then a 2x2 area average, four times cheaper than an area filter
+    over the full frame and free of the aliasing of plain bilinear decimation.
+    """
+    width, height = size
+    if frame.format.name not in _PLANAR_420 or frame.width < 2 * width:
+        small = reformatter.reformat(
+            frame, width=width, height=height, format="yuv420p", interpolation="AREA"
+        )
+        return small.to_ndarray()
+    rows = []
+    for index, plane in enumerate(frame.planes[:3]):
+        plane_width = frame.width if index == 0 else (frame.width + 1) // 2
+        plane_height = frame.height if index == 0 else (frame.height + 1) // 2
+        pixels = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:plane_height, :plane_width]
+        target = (width, height) if index == 0 else (width // 2, height // 2)
+        if plane_width >= 4 * target[0]:
+            pixels = cv2.resize(pixels, (2 * target[0], 2 * target[1]), interpolation=cv2.INTER_LINEAR)
+        rows.append(cv2.resize(pixels, target, interpolation=cv2.INTER_AREA).reshape(-1, width))
+    return np.concatenate(rows)
 
 
 class _ShotAnalyser:
@@ -449,8 +477,8 @@ class _ShotAnalyser:
             self.first_in_buffer += 1
         self.buffer.append(vector)
         self.times.append(seconds)
-        luma = vector[: y_shape[0]]
-        self.dark.append(bool(luma.mean() < 28 and luma.std() < 10))
+        mean, std = cv2.meanStdDev(vector[: y_shape[0]])
+        self.dark.append(bool(mean[0, 0] < 28 and std[0, 0] < 10))
         self.diffs.append(_distance(vector, self._frame(j - 1)) if j else 0.0)
         k = self.fade_half
         if j >= 2 * k:

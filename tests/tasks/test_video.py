@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import struct
 from pathlib import Path
@@ -52,7 +53,9 @@ def known_detection(known_video: dict):
 @pytest.fixture(scope="module")
 def small_video(tmp_path_factory: pytest.TempPathFactory) -> dict:
     path = tmp_path_factory.mktemp("video") / "small.mp4"
-    spec = _cut([{"kind": "texture", "seconds": 1.0, "seed": 1}, {"kind": "texture", "seconds": 1.0, "seed": 2}])
+    spec = _cut(
+        [{"kind": "texture", "seconds": 1.0, "seed": 1}, {"kind": "texture", "seconds": 1.0, "seed": 2}]
+    )
     return make_video(path, spec=spec, size=SMALL)
 
 
@@ -108,7 +111,7 @@ def test_segments_cover_the_video_without_gaps(known_video: dict, known_detectio
     segments = known_detection.segments
     assert segments[0][0] == 0.0
     assert segments[-1][1] == pytest.approx(known_video["duration"], abs=0.05)
-    for (_, end), (start, _) in zip(segments, segments[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(segments):
         assert end == start
 
 
@@ -227,7 +230,9 @@ def test_reencoded_rescaled_cropped_copy_matches_the_right_time_range(
 
 def test_unrelated_video_does_not_match(tmp_path: Path, duplicate_source: tuple[str, list]) -> None:
     _, index = duplicate_source
-    spec = _cut([{"kind": kind, "seconds": 2.0, "seed": 60 + n} for n, kind in enumerate(["texture", "blocks"])])
+    spec = _cut(
+        [{"kind": kind, "seconds": 2.0, "seed": 60 + n} for n, kind in enumerate(["texture", "blocks"])]
+    )
     other = make_video(tmp_path / "other.mp4", spec=spec)
     query_rows = _hashes(other["path"], [(0.0, 2.0), (2.0, 4.0)])
     assert find_near_duplicates([(d, p) for _, d, p in query_rows], index) == []
