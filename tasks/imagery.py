@@ -39,6 +39,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform, transform_geom
 from rasterio.warp import transform as warp_points
 from rasterio.windows import Window
+from shapely import affinity
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
@@ -515,7 +516,7 @@ def _footprint(dataset: DatasetReader, crs: CRS, per_edge: int = 16) -> Polygon:
     w, h = win[0, 2], win[0, 3]
     cols = np.concatenate([t * w, np.full(per_edge, w), w - t * w, np.zeros(per_edge)])
     rows = np.concatenate([np.full(per_edge, h), h - t * h, np.zeros(per_edge), t * h])
-    xs, ys = dataset.transform * (cols, rows)
+    xs, ys = dataset.transform @ (cols, rows)
     if dataset.crs != crs:
         xs, ys = warp_points(dataset.crs, crs, list(xs), list(ys))
     polygon = Polygon(list(zip(xs, ys, strict=True)))
@@ -529,7 +530,9 @@ def _validate_tiling(tile_size_px: int, overlap_px: int) -> None:
         raise ImageryError("overlap must be at least 0 px and smaller than the tile size")
 
 
-def _pair_grid(before: DatasetReader, after: DatasetReader) -> tuple[CRS, Affine, int, int, float, str]:
+def _pair_grid(
+    before: DatasetReader, after: DatasetReader
+) -> tuple[CRS, Affine, int, int, float, BaseGeometry]:
     """Common grid of a pair: footprint intersection, finer resolution, local projected CRS."""
     if before.crs.is_projected:
         grid_crs = before.crs
@@ -569,7 +572,7 @@ def _pair_grid(before: DatasetReader, after: DatasetReader) -> tuple[CRS, Affine
         col1 = math.ceil((maxx - bt.c) / bt.a - 1e-6)
         row0 = math.floor((maxy - bt.f) / bt.e + 1e-6)
         row1 = math.ceil((miny - bt.f) / bt.e - 1e-6)
-        transform = bt * Affine.translation(col0, row0)
+        transform = bt @ Affine.translation(col0, row0)
         width, height = col1 - col0, row1 - row0
     else:
         res = min(*res_before, *res_after)
@@ -581,7 +584,7 @@ def _pair_grid(before: DatasetReader, after: DatasetReader) -> tuple[CRS, Affine
             grid_crs, _EQUAL_AREA_CRS, shapely.segmentize(intersection, _segment_len(intersection))
         )
     ).area
-    return grid_crs, transform, width, height, float(area), "bilinear"
+    return grid_crs, transform, width, height, float(area), intersection
 
 
 def plan_grid(
@@ -603,13 +606,18 @@ def plan_grid(
                 before_ds.width,
                 before_ds.height,
             )
-            overlap_area_m2, resampling = None, "nearest"
+            overlap_area_m2, resampling, overlap = None, "nearest", None
         else:
             with _open_checked(after) as after_ds:
-                crs, transform, width, height, overlap_area_m2, resampling = _pair_grid(before_ds, after_ds)
+                crs, transform, width, height, overlap_area_m2, overlap = _pair_grid(before_ds, after_ds)
+            resampling = "bilinear"
     if width * height > MAX_PIXELS:
         raise ImageryError(f"the common grid of the pair would be {width}x{height} px, more than the limit")
     tiles, grid_rows, grid_cols = _tile_specs(crs, transform, width, height, tile_size_px, overlap_px)
+    outside_overlap = 0
+    if overlap is not None:
+        # The grid is the overlap's bounding box: drop tiles that fall wholly outside the overlap itself.
+        tiles, outside_overlap = _filter_tiles(tiles, _to_pixels(overlap, transform))
     outside = 0
     if aoi_geometry is not None:
         tiles, outside = _filter_by_aoi(tiles, aoi_geometry, crs, transform, width, height)
@@ -628,34 +636,46 @@ def plan_grid(
         grid_cols=grid_cols,
         bounds_4326=_corner_bounds_4326(crs, transform, width, height),  # type: ignore[arg-type]
         resampling=resampling,
+        extra={"tiles_outside_overlap": outside_overlap},
     )
 
 
-def _filter_by_aoi(
-    tiles: list[TileSpec], aoi: BaseGeometry, crs: CRS, transform: Affine, width: int, height: int
-) -> tuple[list[TileSpec], int]:
-    # Compare in the grid's CRS, where tiles are exact rectangles.
-    aoi_grid = shape(transform_geom(_WGS84, crs, shapely.segmentize(aoi, _segment_len(aoi))))
+def _to_pixels(geometry: BaseGeometry, transform: Affine) -> BaseGeometry:
     inverse = ~transform
-    aoi_pixels = shapely.affinity.affine_transform(
-        aoi_grid, [inverse.a, inverse.b, inverse.d, inverse.e, inverse.c, inverse.f]
+    pixels = affinity.affine_transform(
+        geometry, [inverse.a, inverse.b, inverse.d, inverse.e, inverse.c, inverse.f]
     )
-    if not aoi_pixels.is_valid:
-        aoi_pixels = shapely.make_valid(aoi_pixels)
-    if not aoi_pixels.intersects(shapely.box(0, 0, width, height)):
-        raise ImageryError("the area of interest does not touch the imagery")
+    return pixels if pixels.is_valid else shapely.make_valid(pixels)
+
+
+def _filter_tiles(tiles: list[TileSpec], area_pixels: BaseGeometry) -> tuple[list[TileSpec], int]:
+    """Tiles sharing some area with ``area_pixels`` (grid pixel coordinates), and how many do not."""
+    if not tiles:
+        return tiles, 0
     boxes = shapely.box(
         np.array([t.col_off for t in tiles]),
         np.array([t.row_off for t in tiles]),
         np.array([t.col_off + t.width for t in tiles]),
         np.array([t.row_off + t.height for t in tiles]),
     )
-    shapely.prepare(aoi_pixels)
-    keep = shapely.intersects(aoi_pixels, boxes) & ~shapely.touches(aoi_pixels, boxes)
+    shapely.prepare(area_pixels)
+    keep = shapely.intersects(area_pixels, boxes) & ~shapely.touches(area_pixels, boxes)
     kept = [tile for tile, flag in zip(tiles, keep, strict=True) if flag]
+    return kept, len(tiles) - len(kept)
+
+
+def _filter_by_aoi(
+    tiles: list[TileSpec], aoi: BaseGeometry, crs: CRS, transform: Affine, width: int, height: int
+) -> tuple[list[TileSpec], int]:
+    # Compare in the grid's pixel space, where tiles are exact rectangles.
+    aoi_grid = shape(transform_geom(_WGS84, crs, shapely.segmentize(aoi, _segment_len(aoi))))
+    aoi_pixels = _to_pixels(aoi_grid, transform)
+    if not aoi_pixels.intersects(shapely.box(0, 0, width, height)):
+        raise ImageryError("the area of interest does not touch the imagery")
+    kept, outside = _filter_tiles(tiles, aoi_pixels)
     if not kept:
         raise ImageryError("the area of interest does not touch the imagery")
-    return kept, len(tiles) - len(kept)
+    return kept, outside
 
 
 # --------------------------------------------------------------------------------------------- rendering
@@ -712,11 +732,11 @@ class _Layer:
             return None
         cols = np.array([0.0, plan.width, plan.width, 0.0, plan.width / 2])
         rows = np.array([0.0, 0.0, plan.height, plan.height, plan.height / 2])
-        xs, ys = grid * (cols, rows)
+        xs, ys = grid @ (cols, rows)
         plan_crs = CRS.from_user_input(plan.crs)
         if plan_crs != ds.crs:
             xs, ys = warp_points(plan_crs, ds.crs, list(xs), list(ys))
-        src_cols, src_rows = ~ds.transform * (np.asarray(xs), np.asarray(ys))
+        src_cols, src_rows = ~ds.transform @ (np.asarray(xs), np.asarray(ys))
         dc, dr = np.asarray(src_cols) - cols, np.asarray(src_rows) - rows
         if np.ptp(dc) > 1e-3 or np.ptp(dr) > 1e-3:
             return None
