@@ -1,4 +1,4 @@
-"""API plumbing shared by the apps: authentication with CSRF for every session, error format."""
+"""API plumbing shared by the apps: the error format."""
 
 from __future__ import annotations
 
@@ -6,23 +6,8 @@ from typing import Any
 
 from django.http import HttpRequest
 from rest_framework import exceptions, status
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
-
-
-class CsrfSessionAuthentication(SessionAuthentication):
-    """Session authentication that also enforces CSRF for anonymous volunteers who hold a session.
-
-    DRF only checks CSRF for logged-in users; our anonymous volunteers are identified by their session
-    cookie too, so a forged cross-site POST must be refused for them as well.
-    """
-
-    def authenticate(self, request: Any) -> tuple[Any, None] | None:
-        result = super().authenticate(request)
-        if result is None and request._request.COOKIES.get("sessionid"):
-            self.enforce_csrf(request)
-        return result
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -128,6 +128,9 @@ if env_bool("Q_SYNC", False):
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "/media/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# The laptop shape serves static files straight from the apps; production runs collectstatic first.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 STATIC_URL = "/static/"
 # Leaflet is served from the static files that the django-leaflet package ships (no CDN). Only its static
 # folder is used: the app itself imports GeoDjango, which needs a system GDAL we do not require.
@@ -185,7 +188,7 @@ USE_I18N = True
 USE_TZ = True
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.CsrfSessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["config.authentication.CsrfSessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

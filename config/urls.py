@@ -4,7 +4,20 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from tasks import api as task_api
+from verification import api as verification_api
+
+api_v1 = [
+    path("campaigns/", task_api.CampaignListView.as_view(), name="api-campaigns"),
+    path("campaigns/<slug:slug>/next-task", task_api.NextTaskView.as_view(), name="api-next-task"),
+    path("campaigns/<slug:slug>/consensus", verification_api.ConsensusListView.as_view(), name="api-consensus"),
+    path("tasks/<int:task_id>", task_api.TaskDetailView.as_view(), name="api-task"),
+    path("tasks/<int:task_id>/answers", verification_api.AnswerCreateView.as_view(), name="api-answers"),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/v1/", include(api_v1)),
+    path("", include("frontend.urls")),
 ]

@@ -48,6 +48,9 @@ class Campaign(models.Model):
     retirement_confidence = models.FloatField(default=0.95)
     gold_share = models.FloatField(default=0.1, help_text="Share of gold tasks for experienced volunteers")
     aggregation_method = models.CharField(max_length=32, default="auto")
+    aggregation_state = models.JSONField(
+        default=dict, blank=True, help_text="Class prior and temperature from the last full refit"
+    )
     lease_seconds = models.PositiveIntegerField(default=600)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="stages",
@@ -113,6 +116,7 @@ class Source(models.Model):
     size_bytes = models.BigIntegerField()
     metadata = models.JSONField(default=dict, blank=True)
     role = models.CharField(max_length=16, default="before", help_text="before, after or video")
+    ready = models.BooleanField(default=False, help_text="True once every task of this source is created")
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -263,3 +267,16 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.pk} ({self.status})"
+
+
+class KeyframeHash(models.Model):
+    """Perceptual hashes of one keyframe, for near-duplicate search across every video in the platform."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="keyframe_hashes")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="keyframe_hashes")
+    time_seconds = models.FloatField()
+    dhash = models.BigIntegerField(help_text="64-bit dHash, stored as a signed integer")
+    phash = models.BigIntegerField(help_text="64-bit pHash, stored as a signed integer")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "time_seconds"], name="keyframe_hash_unique")]

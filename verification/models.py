@@ -1,0 +1,191 @@
+"""Answers, consensus, volunteer reliability, adjudication, evidence sets, exports and the ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from tasks.models import Campaign, Task, Volunteer
+
+
+class ImmutableError(RuntimeError):
+    """Raised when code tries to edit or delete a record that is append-only."""
+
+
+class AppendOnlyModel(models.Model):
+    """A row that is written once. Updates and deletes through the ORM are refused."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise ImmutableError(f"{type(self).__name__} rows are append-only and cannot be edited")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableError(f"{type(self).__name__} rows are append-only and cannot be deleted")
+
+
+class Answer(AppendOnlyModel):
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="answers")
+    volunteer = models.ForeignKey(Volunteer, on_delete=models.PROTECT, related_name="answers")
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="answers")
+    answer = models.JSONField()
+    label = models.CharField(max_length=200, help_text="The primary question's value, for aggregation")
+    client_id = models.UUIDField()
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "volunteer"], name="answer_once_per_volunteer"),
+            models.UniqueConstraint(fields=["volunteer", "client_id"], name="answer_client_id_unique"),
+        ]
+        indexes = [models.Index(fields=["campaign", "created_at"], name="answer_campaign_time")]
+
+    def __str__(self) -> str:
+        return f"answer {self.pk} to task {self.task_id}"
+
+
+class Consensus(models.Model):
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="consensus")
+    label = models.CharField(max_length=200, blank=True)
+    confidence = models.FloatField(default=0.0)
+    agreement = models.FloatField(default=0.0)
+    entropy = models.FloatField(default=0.0)
+    n_answers = models.PositiveIntegerField(default=0)
+    method = models.CharField(max_length=32, default="majority")
+    distribution = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=300, blank=True, help_text="Why the task retired or went to review")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(confidence__gte=0) & Q(confidence__lte=1), name="consensus_confidence_range"
+            ),
+            models.CheckConstraint(condition=Q(agreement__gte=0) & Q(agreement__lte=1), name="consensus_agreement_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.confidence:.2f})"
+
+
+class VolunteerReliability(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="reliabilities")
+    volunteer = models.ForeignKey(Volunteer, on_delete=models.CASCADE, related_name="reliabilities")
+    reliability = models.FloatField(default=0.7)
+    n_answers = models.PositiveIntegerField(default=0)
+    n_gold = models.PositiveIntegerField(default=0)
+    n_gold_correct = models.PositiveIntegerField(default=0)
+    flagged = models.BooleanField(default=False)
+    blocked = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "volunteer"], name="reliability_unique"),
+            models.CheckConstraint(
+                condition=Q(reliability__gte=0) & Q(reliability__lte=1), name="reliability_range"
+            ),
+        ]
+
+
+class Decision(AppendOnlyModel):
+    """A reviewer's adjudication of a task. A later decision supersedes an earlier one; none is edited."""
+
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="decisions")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    label = models.CharField(max_length=200)
+    note = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=~Q(note=""), name="decision_note_required")]
+
+
+class EvidenceSet(models.Model):
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="evidence_sets")
+    name = models.CharField(max_length=120)
+    version = models.PositiveIntegerField(default=1)
+    description = models.TextField(blank=True)
+    filters = models.JSONField(default=dict, blank=True)
+    derived_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    frozen_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    tasks = models.ManyToManyField(Task, through="EvidenceItem", related_name="evidence_sets")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "name", "version"], name="evidence_set_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class EvidenceItem(models.Model):
+    evidence_set = models.ForeignKey(EvidenceSet, on_delete=models.CASCADE, related_name="items")
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="+")
+    manual = models.BooleanField(default=False)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["evidence_set", "task"], name="evidence_item_unique")]
+
+
+class Export(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="exports")
+    evidence_set = models.ForeignKey(EvidenceSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    path = models.CharField(max_length=500, blank=True)
+    files = models.PositiveIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    ledger_head_hash = models.CharField(max_length=64, blank=True)
+    s3_uri = models.CharField(max_length=500, blank=True)
+    uploaded = models.BooleanField(default=False)
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class LedgerHead(models.Model):
+    """The head of a campaign's hash chain; its row is locked while appending, so appends form one chain."""
+
+    campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, related_name="ledger_head")
+    seq = models.BigIntegerField(default=-1)
+    head_hash = models.CharField(max_length=64, default="0" * 64)
+
+
+class LedgerEntry(AppendOnlyModel):
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="ledger_entries")
+    seq = models.BigIntegerField()
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64)
+    record = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["campaign", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "seq"], name="ledger_seq_unique"),
+            models.UniqueConstraint(fields=["campaign", "prev_hash"], name="ledger_prev_unique"),
+            models.CheckConstraint(condition=Q(seq__gte=0), name="ledger_seq_nonneg"),
+        ]
+
+    def as_line(self) -> dict[str, Any]:
+        return {"seq": self.seq, "prev_hash": self.prev_hash, "entry_hash": self.entry_hash, "record": self.record}

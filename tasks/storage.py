@@ -1,0 +1,95 @@
+"""Storage helpers: streaming originals in with their SHA-256, writing derived media, local paths for readers."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+from django.core.files.base import ContentFile, File
+from django.core.files.storage import default_storage
+
+CHUNK_BYTES = 1024 * 1024
+
+
+def sha256_stream(stream: IO[bytes]) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(CHUNK_BYTES):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def sha256_path(path: str | os.PathLike[str]) -> tuple[str, int]:
+    with open(path, "rb") as stream:
+        return sha256_stream(stream)
+
+
+class HashingReader:
+    """A file wrapper that hashes bytes as storage reads them, so an original is read once, not twice."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        self._digest.update(chunk)
+        self.size += len(chunk)
+        return chunk
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def put_bytes(name: str, payload: bytes) -> str:
+    """Write derived media under a deterministic name; an existing object is kept (never overwritten)."""
+    if default_storage.exists(name):
+        return name
+    return default_storage.save(name, ContentFile(payload))
+
+
+def put_file(name: str, path: str | os.PathLike[str]) -> str:
+    if default_storage.exists(name):
+        return name
+    with open(path, "rb") as stream:
+        return default_storage.save(name, File(stream, name=os.path.basename(name)))
+
+
+@contextlib.contextmanager
+def local_path(name: str) -> Iterator[Path]:
+    """A local filesystem path for a stored file: the file itself on disk storage, a temporary copy on S3."""
+    try:
+        yield Path(default_storage.path(name))
+        return
+    except NotImplementedError:
+        pass
+    suffix = Path(name).suffix
+    with tempfile.NamedTemporaryFile(suffix=suffix, dir=scratch_dir()) as tmp:
+        with default_storage.open(name, "rb") as stream:
+            shutil.copyfileobj(stream, tmp, CHUNK_BYTES)
+        tmp.flush()
+        yield Path(tmp.name)
+
+
+def scratch_dir() -> Path:
+    path = Path(settings.VAR_DIR) / "scratch"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def delete_quietly(names: list[str]) -> None:
+    for name in names:
+        with contextlib.suppress(Exception):
+            default_storage.delete(name)

@@ -1,0 +1,86 @@
+"""Shared fixtures: real input files, isolated media storage, and service-dependent skips that CI turns into failures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+hypothesis_settings.register_profile(
+    "corroborate", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+hypothesis_settings.load_profile("corroborate")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CORROBORATE_SHARED", REPO.parent / "shared"))
+GEOTIFF = SHARED / "media" / "geotiff"
+CROWD = SHARED / "datasets" / "crowd"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# .ci/run sets this, so that a test that would skip for want of PostgreSQL, Redis or Chromium fails instead.
+REQUIRE_SERVICES = os.environ.get("CORROBORATE_REQUIRE_SERVICES") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (CORROBORATE_REQUIRE_SERVICES=1: CI must provide it)")
+    pytest.skip(reason)
+
+
+def database_vendor() -> str:
+    from django.db import connection
+
+    return connection.vendor
+
+
+@pytest.fixture
+def require_postgres(db: Any) -> None:
+    if database_vendor() != "postgresql":
+        skip_or_fail("needs PostgreSQL: set DATABASE_URL=postgres://...")
+
+
+@pytest.fixture
+def require_redis() -> str:
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        skip_or_fail("needs Redis: set REDIS_URL=redis://...")
+    return url
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        skip_or_fail(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test writes media under its own temporary folder, never into var/."""
+    media = tmp_path_factory.mktemp("media")
+    settings.MEDIA_ROOT = str(media)
+    settings.CORROBORATE_RATE_LIMITS = False  # one test turns them back on
+    yield media  # FileSystemStorage re-reads MEDIA_ROOT when the setting changes
+    shutil.rmtree(media, ignore_errors=True)
+
+
+@pytest.fixture
+def geotiff() -> Path:
+    if not GEOTIFF.is_dir():
+        pytest.fail(f"shared GeoTIFFs not found at {GEOTIFF}")
+    return GEOTIFF
+
+
+@pytest.fixture(scope="session")
+def demo_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any]:
+    from fixtures.synthetic_imagery import make_scene_pair
+
+    folder = tmp_path_factory.mktemp("scene")
+    before, after = folder / "before.tif", folder / "after.tif"
+    truth = make_scene_pair(before, after, size_px=768, villages=3)
+    return before, after, truth

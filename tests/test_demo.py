@@ -1,0 +1,49 @@
+"""`manage.py demo --no-serve` on embedded defaults (SQLite, ORM broker, files under a var folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def _run_demo(var_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
+    env["CORROBORATE_VAR_DIR"] = str(var_dir)
+    return subprocess.run(
+        [sys.executable, "manage.py", "demo", "--no-serve"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
+    )
+
+
+def test_demo_sets_up_both_campaigns_through_the_job_queue_and_can_be_rerun(tmp_path: Path) -> None:
+    first = _run_demo(tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert summary["campaigns"] == ["demo-imagery", "demo-video"]
+    assert summary["tasks"]["demo-imagery"] >= 30
+    assert summary["tasks"]["demo-video"] >= 3
+    roles = {a["role"] for a in summary["accounts"]}
+    assert "researcher" in roles
+    database = sqlite3.connect(tmp_path / "corroborate.sqlite3")
+    done = database.execute("select count(*) from tasks_job where status = 'done'").fetchone()[0]
+    assert done == 2, "both ingests ran as django-q jobs"
+    gold = database.execute("select count(*) from tasks_task where is_gold").fetchone()[0]
+    assert gold >= 3
+    owner = database.execute(
+        "select count(*) from tasks_campaignmembership m join auth_user u on u.id = m.user_id "
+        "where u.username = 'researcher' and m.role = 'owner'"
+    ).fetchone()[0]
+    assert owner == 2
+    second = _run_demo(tmp_path)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert json.loads(second.stdout.strip().splitlines()[-1])["tasks"] == summary["tasks"]
