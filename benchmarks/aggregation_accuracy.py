@@ -1,0 +1,223 @@
+"""Accuracy, calibration error and speed of agreement scoring against crowd-kit, on public crowds.
+
+Run: .venv/bin/python benchmarks/aggregation_accuracy.py   (crowd-kit comes with `make bench`)
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from verification.aggregation import METHODS, aggregate, expected_calibration_error
+
+CROWD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "crowd"
+CROWDKIT = ("MajorityVote", "Wawa", "OneCoinDawidSkene", "DawidSkene", "MACE")
+GOLD_SHARE = 0.1  # share of the truth given as gold in the "auto+gold" row; scored on the other tasks
+
+
+def load(folder: Path) -> dict:
+    with (folder / "answers.csv").open() as handle:
+        rows = [(r["task"], r["worker"], r["label"]) for r in csv.DictReader(handle)]
+    with (folder / "truth.csv").open() as handle:
+        truth = {r["task"]: r["label"] for r in csv.DictReader(handle)}
+    tasks = sorted({r[0] for r in rows})
+    workers = sorted({r[1] for r in rows})
+    classes = sorted({r[2] for r in rows} | set(truth.values()))
+    t_id = {t: i for i, t in enumerate(tasks)}
+    w_id = {w: i for i, w in enumerate(workers)}
+    c_id = {c: i for i, c in enumerate(classes)}
+    gold = np.full(len(tasks), -1)
+    for task, label in truth.items():
+        if task in t_id:
+            gold[t_id[task]] = c_id[label]
+    return {
+        "rows": rows,
+        "tasks": tasks,
+        "classes": classes,
+        "task": np.array([t_id[r[0]] for r in rows]),
+        "worker": np.array([w_id[r[1]] for r in rows]),
+        "label": np.array([c_id[r[2]] for r in rows]),
+        "n_tasks": len(tasks),
+        "n_workers": len(workers),
+        "n_classes": len(classes),
+        "gold": gold,
+    }
+
+
+def score(labels: np.ndarray, confidence: np.ndarray | None, gold: np.ndarray, tied=None, mask=None):
+    """Accuracy on gold (ties split evenly, as in SOURCES.md) and calibration error when there is one."""
+    has = (gold >= 0) if mask is None else mask
+    correct = (labels == gold)[has].astype(float)
+    if tied is not None:
+        correct[tied[has]] *= 0.5  # two-way ties are the only kind on these sets
+    ece = (
+        None if confidence is None else expected_calibration_error(confidence[has], labels[has] == gold[has])
+    )
+    return float(correct.mean()), ece
+
+
+def run_crowdkit(data: dict) -> dict[str, tuple[float, float | None, float]]:
+    try:
+        import pandas as pd
+        from crowdkit import aggregation as ck
+    except ImportError:
+        return {}
+    frame = pd.DataFrame(data["rows"], columns=["task", "worker", "label"])
+    t_id = {t: i for i, t in enumerate(data["tasks"])}
+    c_id = {c: i for i, c in enumerate(data["classes"])}
+    out = {}
+    for name in CROWDKIT:
+        model = getattr(ck, name)()
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if name == "MACE":
+                model = ck.MACE(random_state=0)
+            result = model.fit_predict(frame)
+        seconds = time.perf_counter() - started
+        labels = np.full(data["n_tasks"], -1)
+        for task, label in result.items():
+            labels[t_id[task]] = c_id[str(label)]
+        confidence = None
+        probas = getattr(model, "probas_", None)
+        if probas is not None:
+            confidence = np.zeros(data["n_tasks"])
+            top = probas.max(axis=1)
+            for task, value in top.items():
+                confidence[t_id[task]] = value
+        accuracy, ece = score(labels, confidence, data["gold"])
+        out[name] = (accuracy, ece, seconds)
+    return out
+
+
+def generated_run(n_answers: int = 1_000_000) -> tuple[float, float]:
+    rng = np.random.default_rng(0)
+    n_tasks, n_workers = n_answers // 10, 5_000
+    truth = rng.integers(0, 3, n_tasks)
+    task, worker = rng.integers(0, n_tasks, n_answers), rng.integers(0, n_workers, n_answers)
+    right = rng.random(n_answers) < rng.uniform(0.45, 0.95, n_workers)[worker]
+    label = np.where(right, truth[task], (truth[task] + rng.integers(1, 3, n_answers)) % 3)
+    started = time.perf_counter()
+    result = aggregate(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=3)
+    return time.perf_counter() - started, float((result.labels == truth).mean())
+
+
+def fmt(value: float | None, spec: str = ".3f") -> str:
+    return "   -  " if value is None else format(value, spec)
+
+
+def main() -> None:
+    folders = sorted(p for p in CROWD.iterdir() if (p / "answers.csv").is_file())
+    table: dict[str, dict[str, tuple[float, float | None, float]]] = {}
+    for folder in folders:
+        data = load(folder)
+        row: dict[str, tuple[float, float | None, float]] = {}
+        for method in METHODS:
+            started = time.perf_counter()
+            res = aggregate(
+                data["task"],
+                data["worker"],
+                data["label"],
+                n_tasks=data["n_tasks"],
+                n_workers=data["n_workers"],
+                n_classes=data["n_classes"],
+                method=method,
+            )
+            seconds = time.perf_counter() - started
+            accuracy, ece = score(res.labels, res.confidence, data["gold"], tied=res.tied)
+            row[method] = (accuracy, ece, seconds)
+        # auto with 10% of the truth as gold (calibrates on gold), scored on the remaining 90%.
+        pick = np.random.default_rng(1).random(data["n_tasks"]) < GOLD_SHARE
+        gold = {int(t): int(data["gold"][t]) for t in np.flatnonzero(pick & (data["gold"] >= 0))}
+        started = time.perf_counter()
+        res = aggregate(
+            data["task"],
+            data["worker"],
+            data["label"],
+            n_tasks=data["n_tasks"],
+            n_workers=data["n_workers"],
+            n_classes=data["n_classes"],
+            gold=gold,
+        )
+        seconds = time.perf_counter() - started
+        accuracy, ece = score(res.labels, res.confidence, data["gold"], mask=~pick & (data["gold"] >= 0))
+        row["auto+gold10%*"] = (accuracy, ece, seconds)
+        row.update({f"ck:{k}": v for k, v in run_crowdkit(data).items()})
+        table[folder.name] = row
+        print(f"... {folder.name} done", file=sys.stderr, flush=True)
+
+    names = list(next(iter(table.values())))
+    sets = list(table)
+    print("\nAccuracy on gold (majority ties split evenly) | ECE | seconds")
+    print(f"{'method':<24}" + "".join(f"{s:>13}" for s in sets) + f"{'mean':>9}")
+    for name in names:
+        accs = [table[s][name][0] for s in sets]
+        print(f"{name:<24}" + "".join(f"{a:>13.3f}" for a in accs) + f"{np.mean(accs):>9.3f}")
+    print("\nExpected calibration error (10 bins; '-' = method gives no probability)")
+    for name in names:
+        print(f"{name:<24}" + "".join(f"{fmt(table[s][name][1]):>13}" for s in sets))
+    print("\nSeconds")
+    for name in names:
+        print(f"{name:<24}" + "".join(f"{table[s][name][2]:>13.3f}" for s in sets))
+    print(f"\n* auto+gold10%: {GOLD_SHARE:.0%} of the truth passed as gold, scored on the other tasks only.")
+
+    print("\nVerdicts")
+    ck_names = [n for n in names if n.startswith("ck:")]
+    if not ck_names:
+        print("  crowd-kit not installed: comparisons skipped (install with `make bench`)")
+    else:
+        misses = []
+        for s in sets:
+            best_name = max(ck_names, key=lambda n: table[s][n][0])
+            gap = (table[s]["auto"][0] - table[s][best_name][0]) * 100
+            ok = gap >= -0.5
+            misses += [] if ok else [s]
+            print(
+                f"  {s:<12} auto {table[s]['auto'][0]:.3f} vs best crowd-kit {best_name[3:]} "
+                f"{table[s][best_name][0]:.3f}: {gap:+.1f} pts {'OK' if ok else 'MISSED'}"
+            )
+        print(
+            f"  target 'within 0.5 pts of the best crowd-kit method on every set': "
+            f"{'MET' if not misses else 'MISSED on ' + ', '.join(misses)}"
+        )
+        auto_mean = np.mean([table[s]["auto"][0] for s in sets])
+        beaten = [n for n in ck_names if auto_mean > np.mean([table[s][n][0] for s in sets])]
+        print(
+            f"  target 'above every crowd-kit method on the mean': auto mean {auto_mean:.3f}; above "
+            f"{len(beaten)}/{len(ck_names)} -> {'MET' if len(beaten) == len(ck_names) else 'MISSED'}"
+        )
+        ds_time = sum(table[s]["ck:DawidSkene"][2] for s in sets)
+        auto_time = sum(table[s]["auto"][2] for s in sets)
+        print(
+            f"  target '>= 10x faster than crowd-kit DawidSkene': {ds_time:.2f}s vs auto {auto_time:.2f}s "
+            f"= {ds_time / auto_time:.1f}x -> {'MET' if ds_time / auto_time >= 10 else 'MISSED'}"
+        )
+    eces = {s: table[s]["auto"][1] for s in sets}
+    worst = max(eces, key=lambda s: eces[s])
+    print(
+        f"  target 'auto ECE <= 0.05' (no gold): worst {worst} {eces[worst]:.3f}, mean "
+        f"{np.mean(list(eces.values())):.3f}; over 0.05 on {[s for s in sets if eces[s] > 0.05]} -> "
+        f"{'MET' if eces[worst] <= 0.05 else 'MISSED'}"
+    )
+    gold_eces = {s: table[s]["auto+gold10%*"][1] for s in sets}
+    worst_gold = max(gold_eces, key=lambda s: gold_eces[s])
+    print(
+        f"  same with 10% gold: worst {worst_gold} {gold_eces[worst_gold]:.3f}, mean "
+        f"{np.mean(list(gold_eces.values())):.3f} -> {'MET' if gold_eces[worst_gold] <= 0.05 else 'MISSED'}"
+    )
+    seconds, accuracy = generated_run()
+    print(
+        f"  target '1,000,000 generated answers with auto < 10 s': {seconds:.2f}s (accuracy {accuracy:.3f}) "
+        f"-> {'MET' if seconds < 10 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
