@@ -108,7 +108,7 @@ def pyscenedetect(path: str) -> tuple[list[float], int]:
     manager.add_detector(AdaptiveDetector())
     frames = manager.detect_scenes(video, show_progress=False)
     scenes = manager.get_scene_list()
-    return [start.get_seconds() for start, _ in scenes[1:]], frames
+    return [float(start.seconds) for start, _ in scenes[1:]], frames
 
 
 def measure(
@@ -138,7 +138,10 @@ def main() -> int:
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="video_shots_"))
     folder.mkdir(parents=True, exist_ok=True)
-    totals = {"ours": [0, 0.0, 0, 0, 0], "pyscenedetect": [0, 0.0, 0, 0, 0]}  # frames, s, tp, fp, misses
+    totals: dict[str, list[float]] = {
+        "ours": [0, 0.0, 0, 0, 0],
+        "pyscenedetect": [0, 0.0, 0, 0, 0],
+    }  # frames, s, tp, fp, misses
     print(f"shot detection: ours vs PySceneDetect {scenedetect.__version__} AdaptiveDetector (defaults)")
     print(f"{'video':<30} {'detector':<14} {'frames/s':>9} {'F1':>5} {'tp':>3} {'fp':>3} {'miss':>4}")
     for name, recipe in VIDEOS.items():
@@ -163,11 +166,13 @@ def main() -> int:
             total[4] += misses
             print(f"{name:<30} {label:<14} {frames / seconds:>9.0f} {f1:>5.2f} {tp:>3} {fp:>3} {misses:>4}")
     print("-" * 74)
-    summary = {}
-    for label, (frames, seconds, tp, fp, misses) in totals.items():
-        f1 = 2 * tp / (2 * tp + fp + misses) if tp + fp + misses else 1.0
-        summary[label] = (frames / seconds, f1)
-        print(f"{'ALL':<30} {label:<14} {frames / seconds:>9.0f} {f1:>5.2f} {tp:>3} {fp:>3} {misses:>4}")
+    summary: dict[str, tuple[float, float]] = {}
+    for label, (all_frames, all_seconds, all_tp, all_fp, all_misses) in totals.items():
+        overall_f1 = 2 * all_tp / (2 * all_tp + all_fp + all_misses) if all_tp + all_fp + all_misses else 1.0
+        summary[label] = (all_frames / all_seconds, overall_f1)
+        print(
+            f"{'ALL':<30} {label:<14} {all_frames / all_seconds:>9.0f} {overall_f1:>5.2f} {all_tp:>3.0f} {all_fp:>3.0f} {all_misses:>4.0f}"
+        )
     speed_ratio = summary["ours"][0] / summary["pyscenedetect"][0]
     print(
         f"ours/pyscenedetect: {speed_ratio:.2f}x frames/s, F1 {summary['ours'][1]:.2f} vs "

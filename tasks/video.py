@@ -307,11 +307,14 @@ def probe_video(
             raise VideoError("cannot decode the first frames: the file is truncated or corrupt")
 
         time_base = stream.time_base or Fraction(1, 1000)
-        deltas = np.diff(np.unique(np.asarray(pts_sample, dtype=np.int64))) * float(time_base)
+        unique_pts = np.unique(np.asarray(pts_sample, dtype=np.int64)).astype(np.float64)
+        deltas = np.diff(unique_pts) * float(time_base)
         variable = False
         if len(deltas) >= 4:
             median = float(np.median(deltas))
-            variable = bool(median > 0 and np.mean(np.abs(deltas - median) > 0.15 * median) > 0.05)
+            variable = bool(
+                median > 0 and np.mean(np.abs(deltas - np.float64(median)) > 0.15 * median) > 0.05
+            )
 
         fps = float(stream.average_rate) if stream.average_rate else 0.0
         if duration is None and len(deltas):
@@ -419,7 +422,9 @@ def _small_planes(frame: Any, size: tuple[int, int], reformatter: Any) -> np.nda
     for index, plane in enumerate(frame.planes[:3]):
         plane_width = frame.width if index == 0 else (frame.width + 1) // 2
         plane_height = frame.height if index == 0 else (frame.height + 1) // 2
-        pixels = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:plane_height, :plane_width]
+        pixels: np.ndarray = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[
+            :plane_height, :plane_width
+        ]
         target = (width, height) if index == 0 else (width // 2, height // 2)
         if plane_width >= 4 * target[0]:
             pixels = cv2.resize(pixels, (2 * target[0], 2 * target[1]), interpolation=cv2.INTER_LINEAR)
@@ -499,7 +504,7 @@ class _ShotAnalyser:
         residual = 0.0
         for fraction in (0.25, 0.5, 0.75):
             offset = round(2 * k * fraction)
-            blend = before + (after - before) * (offset / (2 * k))
+            blend = before + (after - before) * np.float32(offset / (2 * k))
             residual += _distance(self._frame(c - k + offset), blend)
         residual /= 3
         if residual < self.fade_linearity * span:
@@ -892,27 +897,27 @@ def extract_keyframes(
                 nearest = min(spare, key=lambda c: abs(c.seconds - planned))
                 spare.remove(nearest)
                 chosen.append(nearest)
-            elif blank_best[slot_index] is not None:
-                chosen.append(blank_best[slot_index])
+            elif (fallback := blank_best[slot_index]) is not None:
+                chosen.append(fallback)
         keyframes = []
         for candidate in sorted(chosen, key=lambda c: c.seconds):
             frame_rotation = getattr(candidate.frame, "rotation", 0)
-            image = _rotate(
+            image: np.ndarray = _rotate(
                 candidate.frame.to_ndarray(format="bgr24"),
                 _rotation_clockwise(frame_rotation, None) or rotation,
             )
             ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 88])
             if not ok:
                 raise VideoError("could not encode a keyframe as JPEG")
-            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            gray_image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
             keyframes.append(
                 Keyframe(
                     time_seconds=round(candidate.seconds, 3),
                     jpeg=encoded.tobytes(),
                     width=image.shape[1],
                     height=image.shape[0],
-                    dhash=f"{dhash(gray):016x}",
-                    phash=f"{phash(gray):016x}",
+                    dhash=f"{dhash(gray_image):016x}",
+                    phash=f"{phash(gray_image):016x}",
                     sharpness=round(candidate.sharpness, 2),
                     blank=candidate.blank,
                 )
@@ -981,7 +986,7 @@ def render_browser_rendition(
         options = {"movflags": "+faststart"} if container_format == "mp4" else {}
         tmp_path = out_path.with_name(out_path.name + ".part")
         with av.open(str(tmp_path), "w", format=container_format, options=options) as output:
-            out_video = output.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            out_video: Any = output.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
             out_video.width, out_video.height = out_width, out_height
             out_video.pix_fmt = "yuv420p"
             out_video.time_base = time_base
@@ -991,7 +996,8 @@ def render_browser_rendition(
                 out_video.options = {"preset": "veryfast", "crf": "27", "profile": "main"}
             elif codec.startswith("libvpx"):
                 out_video.options = {"deadline": "realtime", "cpu-used": "8", "crf": "34", "b": "0"}
-            out_audio = resampler = None
+            out_audio: Any = None
+            resampler: Any = None
             if audio is not None and _encoder_available(audio_codec):
                 rate = 48000
                 out_audio = output.add_stream(audio_codec, rate=rate)

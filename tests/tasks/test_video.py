@@ -18,6 +18,7 @@ from fixtures.synthetic_video import (
     make_video,
 )
 from tasks.video import (
+    DuplicateMatch,
     VideoError,
     detect_shots,
     dhash,
@@ -159,6 +160,7 @@ def test_keyframes_are_full_resolution_jpegs_spread_over_the_segment(small_video
     times = [k.time_seconds for k in keyframes]
     assert times == sorted(times) and times[0] < 0.67 and times[-1] >= 1.33
     image = cv2.imdecode(np.frombuffer(keyframes[0].jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
     assert image.shape[:2] == (SMALL[1], SMALL[0]) == (keyframes[0].height, keyframes[0].width)
     assert len(keyframes[0].dhash) == len(keyframes[0].phash) == 16
     assert keyframes[0].sharpness > 0
@@ -219,7 +221,7 @@ def test_reencoded_rescaled_cropped_copy_matches_the_right_time_range(
     )
     query_rows = _hashes(copy["path"], [(0.0, 2.0), (2.0, 4.0)])
     matches = find_near_duplicates([(d, p) for _, d, p in query_rows], index)
-    best = {}
+    best: dict[int, DuplicateMatch] = {}
     for match in matches:  # sorted by query then distance: the first per query is the best
         best.setdefault(match.query_index, match)
     assert set(best) == set(range(len(query_rows)))
@@ -272,6 +274,16 @@ def test_probe_reads_creation_time_encoder_and_location_tags(tmp_path: Path) -> 
     assert info["encoder"].startswith("Lavf")  # FFmpeg's muxer always stamps its own encoder tag
     assert info["tags"]["com.apple.quicktime.software"] == "16.4.1"
     assert info["audio_codec"] == "aac"
+
+
+def test_rotation_from_the_display_matrix_turns_keyframes_upright(tmp_path: Path) -> None:
+    spec = [{"kind": "texture", "seconds": 1.0, "seed": 1}]
+    video = make_video(tmp_path / "portrait.mp4", spec=spec, size=SMALL, codec="libx264", rotation=90)
+    info = probe_video(video["path"])
+    assert info["rotation"] == 270  # clockwise, like the legacy `rotate` tag
+    assert (info["display_width"], info["display_height"]) == (SMALL[1], SMALL[0])
+    keyframe = extract_keyframes(video["path"], 0.0, 1.0, count=1)[0]
+    assert (keyframe.width, keyframe.height) == (SMALL[1], SMALL[0])
 
 
 # --- bad inputs -----------------------------------------------------------------------------------------
