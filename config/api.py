@@ -15,7 +15,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None:
         return None
     if isinstance(exc, exceptions.Throttled):
-        response.data = {"detail": "Too many requests; please slow down.", "retry_after": exc.wait}
+        response.data = {
+            "detail": "Too many requests; please slow down.",
+            "retry_after": getattr(exc, "wait", None),
+        }
     elif isinstance(response.data, list):
         response.data = {"detail": response.data}
     return response

@@ -40,7 +40,9 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")]
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
@@ -92,7 +94,9 @@ TEMPLATES = [
 
 # Database: SQLite under var/ by default; DATABASE_URL (e.g. postgres://...) for production and CI.
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'corroborate.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")))}
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")))
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so concurrent writers queue instead of failing.
     DATABASES["default"]["OPTIONS"] = {
@@ -136,7 +140,9 @@ STATIC_URL = "/static/"
 # folder is used: the app itself imports GeoDjango, which needs a system GDAL we do not require.
 _leaflet_spec = importlib.util.find_spec("leaflet")
 STATICFILES_DIRS = (
-    [("vendor", Path(_leaflet_spec.origin).parent / "static")] if _leaflet_spec and _leaflet_spec.origin else []
+    [("vendor", Path(_leaflet_spec.origin).parent / "static")]
+    if _leaflet_spec and _leaflet_spec.origin
+    else []
 )
 S3_BUCKET = os.environ.get("S3_BUCKET", "")
 S3_ENDPOINT_URL = os.environ.get("S3_ENDPOINT_URL") or None
@@ -204,9 +210,7 @@ SPECTACULAR_SETTINGS = {
 }
 CORROBORATE_RATE_LIMITS = env_bool("CORROBORATE_RATE_LIMITS", True)
 
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "corroborate"}
-}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "corroborate"}}
 if REDIS_URL:
     CACHES["default"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
 
@@ -239,4 +243,3 @@ LOGGING = {
         "django.server": {"level": "ERROR"},
     },
 }
-

@@ -10,7 +10,9 @@ from verification import api as verification_api
 api_v1 = [
     path("campaigns/", task_api.CampaignListView.as_view(), name="api-campaigns"),
     path("campaigns/<slug:slug>/next-task", task_api.NextTaskView.as_view(), name="api-next-task"),
-    path("campaigns/<slug:slug>/consensus", verification_api.ConsensusListView.as_view(), name="api-consensus"),
+    path(
+        "campaigns/<slug:slug>/consensus", verification_api.ConsensusListView.as_view(), name="api-consensus"
+    ),
     path("tasks/<int:task_id>", task_api.TaskDetailView.as_view(), name="api-task"),
     path("tasks/<int:task_id>/answers", verification_api.AnswerCreateView.as_view(), name="api-answers"),
 ]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import mimetypes
 from pathlib import Path
 
-from django import forms
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -39,7 +37,10 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def _visible_campaign(request: HttpRequest, slug: str) -> Campaign:
     campaign = get_object_or_404(Campaign, slug=slug)
-    if campaign.status != Campaign.Status.LIVE and selectors.role_of(user=request.user, campaign=campaign) is None:
+    if (
+        campaign.status != Campaign.Status.LIVE
+        and selectors.role_of(user=request.user, campaign=campaign) is None
+    ):
         raise Http404("No such campaign")
     return campaign
 
@@ -73,7 +74,10 @@ def researcher_campaign(request: HttpRequest, slug: str) -> HttpResponse:
     if role is None:
         raise PermissionDenied("You are not a researcher of this campaign")
     decisions = verification_selectors.latest_decisions(campaign)
-    rows = [verification_selectors.consensus_row(t, decisions) for t in verification_selectors.consensus_rows(campaign)]
+    rows = [
+        verification_selectors.consensus_row(t, decisions)
+        for t in verification_selectors.consensus_rows(campaign)
+    ]
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -99,9 +103,9 @@ class RegisterForm(UserCreationForm):
 
 @require_http_methods(["GET", "POST"])
 def register(request: HttpRequest) -> HttpResponse:
-    form: forms.Form = RegisterForm(request.POST or None)
+    form = RegisterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.save()  # type: ignore[attr-defined]
+        user = form.save()
         anonymous = services.volunteer_for_request(request, create=False)
         login(request, user)
         if anonymous is not None:
@@ -120,8 +124,7 @@ def media(request: HttpRequest, path: str) -> FileResponse:
     full = (root / path).resolve()
     if root not in full.parents or not full.is_file():
         raise Http404("No such media")
-    response = FileResponse(open(full, "rb"), content_type=SAFE_MEDIA_TYPES[suffix])
+    response = FileResponse(open(full, "rb"), content_type=SAFE_MEDIA_TYPES[suffix])  # noqa: SIM115 (closed by Django)
     response["Cache-Control"] = "public, max-age=86400, immutable"
     response["X-Content-Type-Options"] = "nosniff"
-    mimetypes.init()
     return response

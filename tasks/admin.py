@@ -26,7 +26,16 @@ class CampaignMembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ("original_name", "campaign", "kind", "role", "sha256", "size_bytes", "ready", "created_at")
+    list_display = (
+        "original_name",
+        "campaign",
+        "kind",
+        "role",
+        "sha256",
+        "size_bytes",
+        "ready",
+        "created_at",
+    )
     list_filter = ("kind", "ready")
     readonly_fields = ("sha256", "size_bytes", "file", "metadata", "original_name")
 

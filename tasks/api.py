@@ -26,6 +26,7 @@ class VolunteerThrottle(SimpleRateThrottle):
 
         if not settings.CORROBORATE_RATE_LIMITS:
             return None
+        ident: str | None
         if request.user and request.user.is_authenticated:
             ident = f"u{request.user.pk}"
         else:
@@ -43,7 +44,7 @@ class AnswerThrottle(VolunteerThrottle):
     scope = "answers"
 
 
-class CampaignSerializer(serializers.Serializer):
+class CampaignSerializer(serializers.Serializer):  # type: ignore[type-arg]
     slug = serializers.SlugField()
     title = serializers.CharField()
     description = serializers.CharField()
@@ -54,7 +55,7 @@ class CampaignSerializer(serializers.Serializer):
     answer_count = serializers.IntegerField()
 
 
-class TaskSerializer(serializers.Serializer):
+class TaskSerializer(serializers.Serializer):  # type: ignore[type-arg]
     id = serializers.IntegerField()
     campaign = serializers.SlugField()
     kind = serializers.ChoiceField(choices=Task.Kind.choices)
@@ -65,7 +66,7 @@ class TaskSerializer(serializers.Serializer):
     end_seconds = serializers.FloatField(allow_null=True, required=False)
     is_gold = serializers.BooleanField()
     flags = serializers.DictField()
-    source = serializers.DictField()
+    source = serializers.DictField()  # type: ignore[assignment]
     window = serializers.DictField(allow_null=True, required=False)
 
 
@@ -135,13 +136,18 @@ class NextTaskView(APIView):
 
     @extend_schema(
         request=None,
-        responses={200: NextTaskResponse, 204: OpenApiResponse(description="Nothing left for this volunteer")},
+        responses={
+            200: NextTaskResponse,
+            204: OpenApiResponse(description="Nothing left for this volunteer"),
+        },
         summary="Lease the next task for the calling volunteer",
     )
     def post(self, request: Request, slug: str) -> Response:
         campaign = get_object_or_404(Campaign, slug=slug)
         if campaign.status != Campaign.Status.LIVE:
-            return Response({"detail": f"campaign {slug} is {campaign.status}"}, status=status.HTTP_409_CONFLICT)
+            return Response(
+                {"detail": f"campaign {slug} is {campaign.status}"}, status=status.HTTP_409_CONFLICT
+            )
         volunteer = services.volunteer_for_request(request._request, create=True)
         assert volunteer is not None
         get_token(request._request)  # a CSRF cookie for the answers that follow
@@ -166,7 +172,9 @@ def next_task_payload(assignment: Assignment, *, campaign: Campaign) -> dict[str
 class TaskDetailView(APIView):
     @extend_schema(responses=TaskSerializer, summary="Task detail (with consensus for researchers)")
     def get(self, request: Request, task_id: int) -> Response:
-        task = get_object_or_404(Task.objects.select_related("campaign", "source", "after_source"), pk=task_id)
+        task = get_object_or_404(
+            Task.objects.select_related("campaign", "source", "after_source"), pk=task_id
+        )
         role = selectors.role_of(user=request.user, campaign=task.campaign)
         if role is None and task.campaign.status != Campaign.Status.LIVE:
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)

@@ -34,36 +34,55 @@ def job_run(job_id: int) -> dict[str, Any]:
 
 
 def _discard_uploads(job: Job) -> None:
-    delete_quietly([name for name in (job.params.get("before"), job.params.get("after"), job.params.get("video")) if name])
+    delete_quietly(
+        [
+            name
+            for name in (job.params.get("before"), job.params.get("after"), job.params.get("video"))
+            if name
+        ]
+    )
 
 
 def _ingest_imagery(job: Job) -> dict[str, Any]:
     params = job.params
-    campaign = Campaign.objects.get(pk=job.campaign_id)
+    campaign = Campaign.objects.get(pk=job.campaign_id or 0)
     with local_path(params["before"]) as before:
         if params.get("after"):
             with local_path(params["after"]) as after:
                 return services.source_ingest_imagery(
-                    campaign=campaign, before=before, after=after,
-                    before_name=params.get("before_name"), after_name=params.get("after_name"),
-                    aoi=params.get("aoi"), tile_size_px=params.get("tile_size_px", 256),
-                    overlap_px=params.get("overlap_px", 32), uploaded_by=job.created_by,
+                    campaign=campaign,
+                    before=before,
+                    after=after,
+                    before_name=params.get("before_name"),
+                    after_name=params.get("after_name"),
+                    aoi=params.get("aoi"),
+                    tile_size_px=params.get("tile_size_px", 256),
+                    overlap_px=params.get("overlap_px", 32),
+                    uploaded_by=job.created_by,
                     progress=lambda f, m: services.job_progress(job, f, m),
                 )
         return services.source_ingest_imagery(
-            campaign=campaign, before=before, before_name=params.get("before_name"), aoi=params.get("aoi"),
-            tile_size_px=params.get("tile_size_px", 256), overlap_px=params.get("overlap_px", 32),
-            uploaded_by=job.created_by, progress=lambda f, m: services.job_progress(job, f, m),
+            campaign=campaign,
+            before=before,
+            before_name=params.get("before_name"),
+            aoi=params.get("aoi"),
+            tile_size_px=params.get("tile_size_px", 256),
+            overlap_px=params.get("overlap_px", 32),
+            uploaded_by=job.created_by,
+            progress=lambda f, m: services.job_progress(job, f, m),
         )
 
 
 def _ingest_video(job: Job) -> dict[str, Any]:
     params = job.params
-    campaign = Campaign.objects.get(pk=job.campaign_id)
+    campaign = Campaign.objects.get(pk=job.campaign_id or 0)
     with local_path(params["video"]) as path:
         return services.source_ingest_video(
-            campaign=campaign, path=path, original_name=params.get("video_name"),
-            max_segment_seconds=params.get("max_segment_seconds", 10.0), uploaded_by=job.created_by,
+            campaign=campaign,
+            path=path,
+            original_name=params.get("video_name"),
+            max_segment_seconds=params.get("max_segment_seconds", 10.0),
+            uploaded_by=job.created_by,
             progress=lambda f, m: services.job_progress(job, f, m),
         )
 

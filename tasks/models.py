@@ -53,7 +53,11 @@ class Campaign(models.Model):
     )
     lease_seconds = models.PositiveIntegerField(default=600)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="stages",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="stages",
         help_text="Earlier stage whose tasks are promoted into this campaign",
     )
     promotion_rule = models.JSONField(default=dict, blank=True)
@@ -67,7 +71,9 @@ class Campaign(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(min_answers__gte=1), name="campaign_min_answers_positive"),
-            models.CheckConstraint(condition=Q(max_answers__gte=models.F("min_answers")), name="campaign_max_ge_min"),
+            models.CheckConstraint(
+                condition=Q(max_answers__gte=models.F("min_answers")), name="campaign_max_ge_min"
+            ),
             models.CheckConstraint(
                 condition=Q(retirement_confidence__gt=0.5) & Q(retirement_confidence__lte=1),
                 name="campaign_retirement_confidence_range",
@@ -149,7 +155,9 @@ class Task(models.Model):
     after_source = models.ForeignKey(
         Source, null=True, blank=True, on_delete=models.PROTECT, related_name="after_tasks"
     )
-    key = models.CharField(max_length=128, help_text="Stable identity within the campaign (idempotent ingest)")
+    key = models.CharField(
+        max_length=128, help_text="Stable identity within the campaign (idempotent ingest)"
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # Imagery: grid position, pixel window on the common grid, bbox [w, s, e, n] and footprint in EPSG:4326.
     grid_row = models.IntegerField(null=True, blank=True)
@@ -202,7 +210,9 @@ class Volunteer(models.Model):
     )
     is_anonymous = models.BooleanField(default=True)
     graphic_opt_in = models.BooleanField(default=False)
-    tutorial_done = models.JSONField(default=list, blank=True, help_text="Slugs of campaigns whose tutorial is done")
+    tutorial_done = models.JSONField(
+        default=list, blank=True, help_text="Slugs of campaigns whose tutorial is done"
+    )
     is_blocked = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -236,6 +246,9 @@ class Assignment(models.Model):
             models.Index(fields=["volunteer", "campaign", "state"], name="assignment_by_volunteer"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.volunteer} {self.state} task {self.task_id}"
+
 
 class Job(models.Model):
     """A background unit of work (ingest, aggregation, export) with progress that pages can poll."""
@@ -246,7 +259,9 @@ class Job(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
-    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
     kind = models.CharField(max_length=32)
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -262,7 +277,9 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name="job_progress_range")
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1), name="job_progress_range"
+            )
         ]
 
     def __str__(self) -> str:
@@ -280,3 +297,6 @@ class KeyframeHash(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["task", "time_seconds"], name="keyframe_hash_unique")]
+
+    def __str__(self) -> str:
+        return f"keyframe {self.time_seconds:.2f}s of task {self.task_id}"

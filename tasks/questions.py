@@ -54,7 +54,7 @@ def validate_question_set(question_set: Any) -> dict[str, Any]:
             raise QuestionSetError(f"{where}: 'key' must be 1-64 letters, digits, '_' or '-'")
         if key in keys:
             raise QuestionSetError(f"{where}: duplicate key {key!r}")
-        keys.add(key)
+        keys.add(str(key))
         qtype = question.get("type")
         if qtype not in QUESTION_TYPES:
             raise QuestionSetError(f"{where} ({key}): 'type' must be one of {', '.join(QUESTION_TYPES)}")
@@ -74,7 +74,9 @@ def validate_question_set(question_set: Any) -> dict[str, Any]:
             values: set[str] = set()
             for choice in choices:
                 if not isinstance(choice, dict) or not _is_key(choice.get("value")):
-                    raise QuestionSetError(f"{where} ({key}): each choice needs a 'value' (letters, digits, _ -)")
+                    raise QuestionSetError(
+                        f"{where} ({key}): each choice needs a 'value' (letters, digits, _ -)"
+                    )
                 if not isinstance(choice.get("label"), str) or not choice["label"].strip():
                     raise QuestionSetError(f"{where} ({key}): choice {choice.get('value')!r} needs a 'label'")
                 if "help" in choice and not isinstance(choice["help"], str):
@@ -168,9 +170,11 @@ def validate_answer(
             normalised[key] = points
         elif qtype == "location":
             if not isinstance(value, dict) or set(value) != {"lon", "lat"}:
-                raise AnswerError(key, "must be {\"lon\": number, \"lat\": number}")
+                raise AnswerError(key, 'must be {"lon": number, "lat": number}')
             lon, lat = value["lon"], value["lat"]
-            if not (_finite_number(lon) and _finite_number(lat)) or not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            if not (_finite_number(lon) and _finite_number(lat)) or not (
+                -180 <= lon <= 180 and -90 <= lat <= 90
+            ):
                 raise AnswerError(key, "lon must be within [-180, 180] and lat within [-90, 90]")
             normalised[key] = {"lon": float(lon), "lat": float(lat)}
         elif qtype == "text":
@@ -205,14 +209,26 @@ IMAGERY_QUESTION_SET: dict[str, Any] = {
             "text": "Compare the two images. What happened to the structures in this tile?",
             "help": "Look for huts and buildings in the 'before' image, then check the same place 'after'.",
             "choices": [
-                {"value": "no_structures", "label": "No structures", "help": "Bare ground, fields or bush only."},
-                {"value": "intact", "label": "Structures intact", "help": "Huts are still there, roofs visible."},
+                {
+                    "value": "no_structures",
+                    "label": "No structures",
+                    "help": "Bare ground, fields or bush only.",
+                },
+                {
+                    "value": "intact",
+                    "label": "Structures intact",
+                    "help": "Huts are still there, roofs visible.",
+                },
                 {
                     "value": "destroyed",
                     "label": "Structures destroyed",
                     "help": "Huts gone or replaced by dark burn scars.",
                 },
-                {"value": UNSURE, "label": "Unsure", "help": "Clouds, blur, or you cannot tell. Never penalised."},
+                {
+                    "value": UNSURE,
+                    "label": "Unsure",
+                    "help": "Clouds, blur, or you cannot tell. Never penalised.",
+                },
             ],
         },
         {
@@ -253,7 +269,12 @@ VIDEO_QUESTION_SET: dict[str, Any] = {
                 {"value": "season", "label": "Season"},
             ],
         },
-        {"key": "where", "type": "location", "text": "Where do you think this was filmed?", "required": False},
+        {
+            "key": "where",
+            "type": "location",
+            "text": "Where do you think this was filmed?",
+            "required": False,
+        },
         {
             "key": "graphic",
             "type": "single",

@@ -27,7 +27,9 @@ def lease_current(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> Assi
 
 
 def volunteer_answered_count(*, campaign: Campaign, volunteer: Volunteer) -> int:
-    return Assignment.objects.filter(campaign=campaign, volunteer=volunteer, state=Assignment.State.ANSWERED).count()
+    return Assignment.objects.filter(
+        campaign=campaign, volunteer=volunteer, state=Assignment.State.ANSWERED
+    ).count()
 
 
 def task_candidates(*, campaign: Campaign, volunteer: Volunteer, now: Any, gold: bool) -> QuerySet[Task]:
@@ -37,7 +39,9 @@ def task_candidates(*, campaign: Campaign, volunteer: Volunteer, now: Any, gold:
     unexpired leases of other volunteers hold those slots. Gold tasks are shown to every volunteer once.
     """
     done_or_skipped = Assignment.objects.filter(
-        task=OuterRef("pk"), volunteer=volunteer, state__in=[Assignment.State.ANSWERED, Assignment.State.SKIPPED]
+        task=OuterRef("pk"),
+        volunteer=volunteer,
+        state__in=[Assignment.State.ANSWERED, Assignment.State.SKIPPED],
     )
     open_leases = (
         Assignment.objects.filter(task=OuterRef("pk"), state=Assignment.State.LEASED, expires_at__gt=now)
@@ -47,10 +51,9 @@ def task_candidates(*, campaign: Campaign, volunteer: Volunteer, now: Any, gold:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    queryset = (
-        Task.objects.filter(campaign=campaign, status=Task.Status.OPEN, is_gold=gold, source__ready=True)
-        .filter(~Exists(done_or_skipped))
-    )
+    queryset = Task.objects.filter(
+        campaign=campaign, status=Task.Status.OPEN, is_gold=gold, source__ready=True
+    ).filter(~Exists(done_or_skipped))
     if not gold:
         queryset = queryset.annotate(
             open_leases=Coalesce(Subquery(open_leases, output_field=IntegerField()), Value(0))
@@ -88,7 +91,9 @@ def campaigns_visible_to(user: Any) -> QuerySet[Campaign]:
     if user is not None and user.is_authenticated:
         if user.is_superuser:
             return Campaign.objects.all()
-        queryset = Campaign.objects.filter(Q(status=Campaign.Status.LIVE) | Q(memberships__user=user)).distinct()
+        queryset = Campaign.objects.filter(
+            Q(status=Campaign.Status.LIVE) | Q(memberships__user=user)
+        ).distinct()
     return queryset
 
 

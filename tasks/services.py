@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User
 from django.core.files import File
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
@@ -47,7 +47,7 @@ def campaign_create(
     kind: str,
     question_set: dict[str, Any] | None = None,
     description: str = "",
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
     status: str = Campaign.Status.LIVE,
     **settings: Any,
 ) -> Campaign:
@@ -71,7 +71,9 @@ def campaign_create(
     campaign.full_clean()
     campaign.save()
     if created_by is not None and created_by.pk:
-        CampaignMembership.objects.create(campaign=campaign, user=created_by, role=CampaignMembership.Role.OWNER)
+        CampaignMembership.objects.create(
+            campaign=campaign, user=created_by, role=CampaignMembership.Role.OWNER
+        )
     ledger_append(
         campaign=campaign,
         record={
@@ -91,7 +93,7 @@ def campaign_create(
     return campaign
 
 
-def campaign_get_or_create(*, slug: str, kind: str, created_by: AbstractBaseUser | None = None) -> Campaign:
+def campaign_get_or_create(*, slug: str, kind: str, created_by: User | None = None) -> Campaign:
     existing = Campaign.objects.filter(slug=slug).first()
     if existing is not None:
         if existing.kind != kind:
@@ -102,7 +104,7 @@ def campaign_get_or_create(*, slug: str, kind: str, created_by: AbstractBaseUser
 
 
 @transaction.atomic
-def membership_set(*, campaign: Campaign, user: AbstractBaseUser, role: str) -> CampaignMembership:
+def membership_set(*, campaign: Campaign, user: User, role: str) -> CampaignMembership:
     membership, _ = CampaignMembership.objects.update_or_create(
         campaign=campaign, user=user, defaults={"role": role}
     )
@@ -163,7 +165,7 @@ def tasks_create_batch(*, campaign: Campaign, drafts: Iterable[TaskDraft]) -> in
 
 
 @transaction.atomic
-def task_mark_gold(*, task: Task, answer: dict[str, Any], explanation: str, by: AbstractBaseUser) -> Task:
+def task_mark_gold(*, task: Task, answer: dict[str, Any], explanation: str, by: User) -> Task:
     from tasks.questions import validate_answer
 
     task.gold_answer = validate_answer(task.campaign.question_set, answer)
@@ -210,7 +212,7 @@ def _session_volunteer(request: HttpRequest) -> Volunteer | None:
 
 
 @transaction.atomic
-def volunteer_register(*, volunteer: Volunteer, user: AbstractBaseUser | AnonymousUser) -> Volunteer:
+def volunteer_register(*, volunteer: Volunteer, user: User) -> Volunteer:
     """Attach an anonymous volunteer's history to a new account."""
     if Volunteer.objects.filter(user=user).exclude(pk=volunteer.pk).exists():
         return Volunteer.objects.get(user=user)
@@ -276,7 +278,12 @@ def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> Assign
         assignment, _ = Assignment.objects.update_or_create(
             task=task,
             volunteer=volunteer,
-            defaults={"campaign": campaign, "state": Assignment.State.LEASED, "leased_at": now, "expires_at": expires_at},
+            defaults={
+                "campaign": campaign,
+                "state": Assignment.State.LEASED,
+                "leased_at": now,
+                "expires_at": expires_at,
+            },
         )
         return assignment
     return None
@@ -309,7 +316,11 @@ def task_skip(*, task: Task, volunteer: Volunteer) -> None:
 
 
 def job_create(
-    *, kind: str, params: dict[str, Any], campaign: Campaign | None = None, created_by: AbstractBaseUser | None = None
+    *,
+    kind: str,
+    params: dict[str, Any],
+    campaign: Campaign | None = None,
+    created_by: User | None = None,
 ) -> Job:
     """Record a job and queue it once the surrounding transaction commits."""
     job = Job.objects.create(
@@ -330,7 +341,10 @@ def job_create(
 
 def job_progress(job: Job, fraction: float, message: str = "") -> None:
     Job.objects.filter(pk=job.pk).update(
-        progress=min(max(fraction, 0.0), 1.0), message=message[:500], status=Job.Status.RUNNING, updated_at=timezone.now()
+        progress=min(max(fraction, 0.0), 1.0),
+        message=message[:500],
+        status=Job.Status.RUNNING,
+        updated_at=timezone.now(),
     )
 
 
@@ -344,7 +358,6 @@ def job_finish(job: Job, *, result: dict[str, Any] | None = None, error: str | N
     )
 
 
-
 # ---------------------------------------------------------------- ingest: shared
 
 
@@ -352,7 +365,7 @@ SOFTWARE = "corroborate 0.1.0"
 TASK_BATCH = 200
 
 
-def _sha256_and_size(path: str | os.PathLike[str]) -> tuple[str, int]:
+def _sha256_and_size(path: str | Path) -> tuple[str, int]:
     from tasks.storage import sha256_path
 
     return sha256_path(path)
@@ -361,12 +374,12 @@ def _sha256_and_size(path: str | os.PathLike[str]) -> tuple[str, int]:
 def _source_for_ingest(
     *,
     campaign: Campaign,
-    path: str | os.PathLike[str],
+    path: str | Path,
     original_name: str,
     kind: str,
     role: str,
     metadata: dict[str, Any],
-    uploaded_by: AbstractBaseUser | None,
+    uploaded_by: User | None,
 ) -> tuple[Source, bool]:
     """The Source for this original: an unfinished one with the same SHA-256 is resumed (crash re-run)."""
     sha256, _ = _sha256_and_size(path)
@@ -390,7 +403,7 @@ def _source_for_ingest(
         source.sha256 = reader.hexdigest()
         source.size_bytes = reader.size
     if source.sha256 != sha256:
-        delete_quietly([source.file.name])
+        delete_quietly([source.file.name or ""])
         raise IngestError(f"{original_name} changed while it was being read; try again")
     source.save()
     return source, False
@@ -400,7 +413,7 @@ def _discard_source(source: Source, media_names: list[str]) -> None:
     """Undo an ingest that failed on bad input: its tasks, media and stored original go."""
     with transaction.atomic():
         Task.objects.filter(Q(source=source) | Q(after_source=source)).delete()
-        name = source.file.name
+        name = source.file.name or ""
         source.delete()
     delete_quietly([*media_names, name])
 
@@ -426,8 +439,8 @@ def _progress(progress: ProgressCallback | None, fraction: float, message: str) 
 
 def imagery_validate(
     *,
-    before: str | os.PathLike[str],
-    after: str | os.PathLike[str] | None = None,
+    before: str | Path,
+    after: str | Path | None = None,
     aoi: Any = None,
     tile_size_px: int = 256,
     overlap_px: int = 32,
@@ -447,14 +460,14 @@ def imagery_validate(
 def source_ingest_imagery(
     *,
     campaign: Campaign,
-    before: str | os.PathLike[str],
-    after: str | os.PathLike[str] | None = None,
+    before: str | Path,
+    after: str | Path | None = None,
     before_name: str | None = None,
     after_name: str | None = None,
     aoi: Any = None,
     tile_size_px: int = 256,
     overlap_px: int = 32,
-    uploaded_by: AbstractBaseUser | None = None,
+    uploaded_by: User | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Turn a GeoTIFF (or a before/after pair) into georeferenced tile tasks.
@@ -466,7 +479,9 @@ def source_ingest_imagery(
 
     started = timezone.now()
     if campaign.kind != Campaign.Kind.IMAGERY:
-        raise IngestError(f"campaign {campaign.slug} is a {campaign.kind} campaign; imagery needs an imagery campaign")
+        raise IngestError(
+            f"campaign {campaign.slug} is a {campaign.kind} campaign; imagery needs an imagery campaign"
+        )
     before_name = before_name or Path(before).name
     after_name = after_name or (Path(after).name if after else None)
     before_meta, after_meta, plan = imagery_validate(
@@ -474,16 +489,26 @@ def source_ingest_imagery(
     )
     _progress(progress, 0.02, "validated")
     before_source, before_done = _source_for_ingest(
-        campaign=campaign, path=before, original_name=before_name, kind=Source.Kind.RASTER,
-        role="before" if after else "image", metadata=before_meta, uploaded_by=uploaded_by,
+        campaign=campaign,
+        path=before,
+        original_name=before_name,
+        kind=Source.Kind.RASTER,
+        role="before" if after else "image",
+        metadata=before_meta,
+        uploaded_by=uploaded_by,
     )
     after_source = None
     after_done = True
     if after:
         assert after_name is not None and after_meta is not None
         after_source, after_done = _source_for_ingest(
-            campaign=campaign, path=after, original_name=after_name, kind=Source.Kind.RASTER,
-            role="after", metadata=after_meta, uploaded_by=uploaded_by,
+            campaign=campaign,
+            path=after,
+            original_name=after_name,
+            kind=Source.Kind.RASTER,
+            role="after",
+            metadata=after_meta,
+            uploaded_by=uploaded_by,
         )
     if before_done and after_done:
         return {
@@ -506,14 +531,18 @@ def source_ingest_imagery(
         media_names.append(overview)
         overview_after = None
         if after:
-            overview_after = put_bytes(f"{prefix}/overview-after.jpg", imagery.render_overview(before, plan, after=after))
+            overview_after = put_bytes(
+                f"{prefix}/overview-after.jpg", imagery.render_overview(before, plan, after=after)
+            )
             media_names.append(overview_after)
         for index, tile in enumerate(imagery.iter_rendered_tiles(before, after, plan)):
             if tile.skip_reason:
                 skipped[tile.skip_reason] = skipped.get(tile.skip_reason, 0) + 1
                 continue
             spec = tile.spec
-            media: dict[str, Any] = {"before": put_bytes(f"{prefix}/{spec.row}_{spec.col}_before.jpg", tile.before_jpeg)}
+            media: dict[str, Any] = {
+                "before": put_bytes(f"{prefix}/{spec.row}_{spec.col}_before.jpg", tile.before_jpeg)
+            }
             media_names.append(media["before"])
             if tile.after_jpeg is not None:
                 media["after"] = put_bytes(f"{prefix}/{spec.row}_{spec.col}_after.jpg", tile.after_jpeg)
@@ -532,13 +561,18 @@ def source_ingest_imagery(
                     grid_row=spec.row,
                     grid_col=spec.col,
                     window={
-                        "col_off": spec.col_off, "row_off": spec.row_off, "width": spec.width, "height": spec.height,
-                        "grid_width": plan.width, "grid_height": plan.height,
+                        "col_off": spec.col_off,
+                        "row_off": spec.row_off,
+                        "width": spec.width,
+                        "height": spec.height,
+                        "grid_width": plan.width,
+                        "grid_height": plan.height,
                     },
                     bbox=list(spec.bbox_4326),
                     footprint=spec.footprint_4326,
                     media=media,
-                    flags={"cloudy": True, "valid_fraction": round(tile.valid_fraction, 3)} if tile.cloudy
+                    flags={"cloudy": True, "valid_fraction": round(tile.valid_fraction, 3)}
+                    if tile.cloudy
                     else {"valid_fraction": round(tile.valid_fraction, 3)},
                 )
             )
@@ -565,30 +599,48 @@ def source_ingest_imagery(
         "source_sha256": before_source.sha256,
         "after_sha256": after_source.sha256 if after_source else None,
         "grid": {
-            "crs": plan.crs, "width": plan.width, "height": plan.height, "rows": plan.grid_rows,
-            "cols": plan.grid_cols, "tile_size_px": tile_size_px, "overlap_px": overlap_px,
+            "crs": plan.crs,
+            "width": plan.width,
+            "height": plan.height,
+            "rows": plan.grid_rows,
+            "cols": plan.grid_cols,
+            "tile_size_px": tile_size_px,
+            "overlap_px": overlap_px,
         },
         "overlap_area_m2": plan.overlap_area_m2,
     }
     if summary["tasks_total"] == 0:
         summary["why_no_tasks"] = (
-            "every tile had under 5% valid pixels (no data)" if skipped.get("empty") else "no tile in the area"
+            "every tile had under 5% valid pixels (no data)"
+            if skipped.get("empty")
+            else "no tile in the area"
         )
     with transaction.atomic():
         sources = [s for s in (before_source, after_source) if s is not None]
         for source in sources:
-            source.metadata = {**source.metadata, "grid": summary["grid"], "overlap_area_m2": plan.overlap_area_m2}
+            source.metadata = {
+                **source.metadata,
+                "grid": summary["grid"],
+                "overlap_area_m2": plan.overlap_area_m2,
+            }
             source.ready = True
             source.save(update_fields=["metadata", "ready"])
-            ledger_append(campaign=campaign, record={"type": "source_ingested", "source": _ledger_source(source)})
+            ledger_append(
+                campaign=campaign, record={"type": "source_ingested", "source": _ledger_source(source)}
+            )
         ledger_append(
             campaign=campaign,
             record={
                 "type": "tasks_derived",
                 "sources": [s.pk for s in sources],
                 "derivation": "imagery tiles",
-                "params": {"tile_size_px": tile_size_px, "overlap_px": overlap_px, "aoi": bool(aoi),
-                           "stretch": "2-98 percentile per scene and date", "jpeg_quality": 80},
+                "params": {
+                    "tile_size_px": tile_size_px,
+                    "overlap_px": overlap_px,
+                    "aoi": bool(aoi),
+                    "stretch": "2-98 percentile per scene and date",
+                    "jpeg_quality": 80,
+                },
                 "software": SOFTWARE,
                 "tasks_created": created,
                 "tiles_skipped": summary["tiles_skipped"],
@@ -611,7 +663,7 @@ def _unsigned64(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
-def video_validate(*, path: str | os.PathLike[str]) -> dict[str, Any]:
+def video_validate(*, path: str | Path) -> dict[str, Any]:
     """Probe a video's container and streams, refusing what cannot become tasks; writes nothing."""
     from tasks import video
 
@@ -624,10 +676,10 @@ def video_validate(*, path: str | os.PathLike[str]) -> dict[str, Any]:
 def source_ingest_video(
     *,
     campaign: Campaign,
-    path: str | os.PathLike[str],
+    path: str | Path,
     original_name: str | None = None,
     max_segment_seconds: float = 10.0,
-    uploaded_by: AbstractBaseUser | None = None,
+    uploaded_by: User | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Turn a video into segment tasks: shots, three keyframes each, a browser-playable rendition, hashes."""
@@ -636,27 +688,38 @@ def source_ingest_video(
 
     started = timezone.now()
     if campaign.kind != Campaign.Kind.VIDEO:
-        raise IngestError(f"campaign {campaign.slug} is a {campaign.kind} campaign; videos need a video campaign")
+        raise IngestError(
+            f"campaign {campaign.slug} is a {campaign.kind} campaign; videos need a video campaign"
+        )
     if not 1.0 <= max_segment_seconds <= 600:
         raise IngestError("--max-segment-seconds must be between 1 and 600")
     original_name = original_name or Path(path).name
     metadata = video_validate(path=path)
     _progress(progress, 0.02, "validated")
     source, done = _source_for_ingest(
-        campaign=campaign, path=path, original_name=original_name, kind=Source.Kind.VIDEO, role="video",
-        metadata=metadata, uploaded_by=uploaded_by,
+        campaign=campaign,
+        path=path,
+        original_name=original_name,
+        kind=Source.Kind.VIDEO,
+        role="video",
+        metadata=metadata,
+        uploaded_by=uploaded_by,
     )
     if done:
         return {
-            "campaign": campaign.slug, "tasks_created": 0, "duration_seconds": metadata["duration_seconds"],
-            "cuts_seconds": source.metadata.get("cuts_seconds", []), "source_sha256": source.sha256,
+            "campaign": campaign.slug,
+            "tasks_created": 0,
+            "duration_seconds": metadata["duration_seconds"],
+            "cuts_seconds": source.metadata.get("cuts_seconds", []),
+            "source_sha256": source.sha256,
             "already_ingested": True,
         }
     prefix = f"video/{campaign.pk}/{source.pk}"
     media_names: list[str] = []
     try:
         shots = video.detect_shots(
-            path, max_segment_seconds=max_segment_seconds,
+            path,
+            max_segment_seconds=max_segment_seconds,
             progress=lambda f: _progress(progress, 0.05 + 0.4 * f, "detecting shots"),
         )
         with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
@@ -672,9 +735,18 @@ def source_ingest_video(
             for kf in keyframes:
                 name = put_bytes(f"{prefix}/kf_{kf.time_seconds:09.3f}.jpg", kf.jpeg)
                 media_names.append(name)
-                items.append({"name": name, "time": round(kf.time_seconds, 3), "width": kf.width, "height": kf.height})
+                items.append(
+                    {"name": name, "time": round(kf.time_seconds, 3), "width": kf.width, "height": kf.height}
+                )
                 if not kf.blank:
-                    hashes.append((f"seg:{source.sha256[:16]}:{start:.3f}", kf.time_seconds, int(kf.dhash, 16), int(kf.phash, 16)))
+                    hashes.append(
+                        (
+                            f"seg:{source.sha256[:16]}:{start:.3f}",
+                            kf.time_seconds,
+                            int(kf.dhash, 16),
+                            int(kf.phash, 16),
+                        )
+                    )
             drafts.append(
                 TaskDraft(
                     key=f"seg:{source.sha256[:16]}:{start:.3f}",
@@ -693,7 +765,13 @@ def source_ingest_video(
     tasks_by_key = dict(Task.objects.filter(source=source).values_list("key", "pk"))
     KeyframeHash.objects.bulk_create(
         [
-            KeyframeHash(task_id=tasks_by_key[key], source=source, time_seconds=t, dhash=_signed64(d), phash=_signed64(p))
+            KeyframeHash(
+                task_id=tasks_by_key[key],
+                source=source,
+                time_seconds=t,
+                dhash=_signed64(d),
+                phash=_signed64(p),
+            )
             for key, t, d, p in hashes
             if key in tasks_by_key
         ],
@@ -721,8 +799,11 @@ def source_ingest_video(
                 "type": "tasks_derived",
                 "sources": [source.pk],
                 "derivation": "video segments",
-                "params": {"max_segment_seconds": max_segment_seconds, "keyframes_per_segment": 3,
-                           "rendition": {k: v for k, v in rendition.items() if k != "path"}},
+                "params": {
+                    "max_segment_seconds": max_segment_seconds,
+                    "keyframes_per_segment": 3,
+                    "rendition": {k: v for k, v in rendition.items() if k != "path"},
+                },
                 "software": SOFTWARE,
                 "tasks_created": created,
                 "cuts_seconds": summary["cuts_seconds"],
@@ -754,7 +835,7 @@ def video_find_duplicates(*, source: Source, max_distance: int = 10) -> list[dic
     found: dict[tuple[int, int], dict[str, Any]] = {}
     for match in matches:
         query = mine[match.query_index]
-        other = match.match_key
+        other = cast(KeyframeHash, match.match_key)
         key = (query.task_id, other.task_id)
         if key not in found:
             found[key] = {

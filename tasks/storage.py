@@ -27,7 +27,7 @@ def sha256_stream(stream: IO[bytes]) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def sha256_path(path: str | os.PathLike[str]) -> tuple[str, int]:
+def sha256_path(path: str | Path) -> tuple[str, int]:
     with open(path, "rb") as stream:
         return sha256_stream(stream)
 
@@ -60,7 +60,7 @@ def put_bytes(name: str, payload: bytes) -> str:
     return default_storage.save(name, ContentFile(payload))
 
 
-def put_file(name: str, path: str | os.PathLike[str]) -> str:
+def put_file(name: str, path: str | Path) -> str:
     if default_storage.exists(name):
         return name
     with open(path, "rb") as stream:

@@ -36,8 +36,14 @@ def test_campaign_list_shows_counts(campaign, client):
     assert response.status_code == 200
     row = next(r for r in response.json() if r["slug"] == "darfur")
     assert row == {
-        "slug": "darfur", "title": campaign.title, "description": "", "kind": "imagery", "status": "live",
-        "task_count": 3, "retired_count": 0, "answer_count": 0,
+        "slug": "darfur",
+        "title": campaign.title,
+        "description": "",
+        "kind": "imagery",
+        "status": "live",
+        "task_count": 3,
+        "retired_count": 0,
+        "answer_count": 0,
     }
 
 
@@ -100,7 +106,9 @@ def test_invalid_answer_is_400_with_a_field_message(campaign, client):
 
 def test_malformed_body_is_400(campaign, client):
     task_id = next_task(client).json()["task"]["id"]
-    response = client.post(f"/api/v1/tasks/{task_id}/answers", {"answer": "x"}, content_type="application/json")
+    response = client.post(
+        f"/api/v1/tasks/{task_id}/answers", {"answer": "x"}, content_type="application/json"
+    )
     assert response.status_code == 400
     assert set(response.json()["errors"]) >= {"answer", "client_id"}
 

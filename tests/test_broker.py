@@ -19,19 +19,19 @@ def test_redis_broker_round_trips_a_job(require_redis: str, settings) -> None:
     package = SignedPackage.dumps({"id": "job-1", "func": "tasks.jobs.job_run", "args": (1,)})
     broker.enqueue(package)
     assert broker.queue_size() == 1
-    (task_id, received), = broker.dequeue()
+    ((_, received),) = broker.dequeue()
     assert SignedPackage.loads(received)["args"] == (1,)
     broker.delete_queue()
 
 
 @pytest.mark.django_db
-def test_orm_broker_round_trips_a_job_without_redis(monkeypatch) -> None:
+def test_orm_broker_round_trips_a_job_without_redis() -> None:
     from django_q.brokers.orm import ORM
 
     broker = ORM(list_key=f"corroborate-test-{uuid.uuid4().hex}")
     package = SignedPackage.dumps({"id": "job-2", "func": "tasks.jobs.job_run", "args": (2,)})
     broker.enqueue(package)
-    (task_id, received), = broker.dequeue()
+    ((task_id, received),) = broker.dequeue()
     assert SignedPackage.loads(received)["args"] == (2,)
     broker.acknowledge(task_id)
     assert broker.queue_size() == 0

@@ -17,11 +17,19 @@ pytestmark = pytest.mark.slow
 
 
 def _run_demo(var_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}
+    }
     env["CORROBORATE_VAR_DIR"] = str(var_dir)
     return subprocess.run(
         [sys.executable, "manage.py", "demo", "--no-serve"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
 
 

@@ -25,7 +25,9 @@ from verification.services import AnswerConflict, TaskNotAnswerable, answer_subm
 class AnswerIn(serializers.Serializer):
     answer = serializers.DictField()
     client_id = serializers.UUIDField()
-    duration_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000, required=False, allow_null=True)
+    duration_ms = serializers.IntegerField(
+        min_value=0, max_value=24 * 3600 * 1000, required=False, allow_null=True
+    )
 
 
 AnswerOut = inline_serializer(
@@ -80,7 +82,9 @@ class AnswerCreateView(APIView):
         task = get_object_or_404(Task.objects.select_related("campaign"), pk=task_id)
         body = AnswerIn(data=request.data)
         if not body.is_valid():
-            return Response({"detail": "invalid request", "errors": body.errors}, status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                {"detail": "invalid request", "errors": body.errors}, status=status.HTTP_400_BAD_REQUEST
+            )
         volunteer = volunteer_for_request(request._request, create=False)
         if volunteer is None:
             return Response(
@@ -96,16 +100,19 @@ class AnswerCreateView(APIView):
             )
         except AnswerError as exc:
             return Response(
-                {"detail": "invalid answer", "errors": {exc.field: [exc.message]}}, status=status.HTTP_400_BAD_REQUEST
+                {"detail": "invalid answer", "errors": {exc.field: [exc.message]}},
+                status=status.HTTP_400_BAD_REQUEST,
             )
         except (AnswerConflict, TaskNotAnswerable) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(answer_payload(answer), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            answer_payload(answer), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class ConsensusRowSerializer(serializers.Serializer):
     task_id = serializers.IntegerField()
-    label = serializers.CharField(allow_null=True)
+    label = serializers.CharField(allow_null=True)  # type: ignore[assignment]
     confidence = serializers.FloatField()
     agreement = serializers.FloatField()
     n_answers = serializers.IntegerField()
@@ -114,7 +121,10 @@ class ConsensusRowSerializer(serializers.Serializer):
 
 class ConsensusListView(APIView):
     @extend_schema(
-        responses={200: ConsensusRowSerializer(many=True), 403: OpenApiResponse(description="Researchers only")},
+        responses={
+            200: ConsensusRowSerializer(many=True),
+            403: OpenApiResponse(description="Researchers only"),
+        },
         summary="Consensus for every task of a campaign (researchers)",
     )
     def get(self, request: Request, slug: str) -> Response:
@@ -122,6 +132,8 @@ class ConsensusListView(APIView):
         if not request.user.is_authenticated:
             return Response({"detail": "Authentication required."}, status=status.HTTP_403_FORBIDDEN)
         if task_selectors.role_of(user=request.user, campaign=campaign) is None:
-            return Response({"detail": "Researchers of this campaign only."}, status=status.HTTP_403_FORBIDDEN)
+            return Response(
+                {"detail": "Researchers of this campaign only."}, status=status.HTTP_403_FORBIDDEN
+            )
         decisions = selectors.latest_decisions(campaign)
         return Response([selectors.consensus_row(t, decisions) for t in selectors.consensus_rows(campaign)])

@@ -34,7 +34,9 @@ class LedgerProblem:
         return f"{where}: {self.message}"
 
 
-def verify_entries(entries: Iterable[Mapping[str, Any]], *, expected_head: str | None = None) -> LedgerProblem | None:
+def verify_entries(
+    entries: Iterable[Mapping[str, Any]], *, expected_head: str | None = None
+) -> LedgerProblem | None:
     """Return the first problem in a chain (edit, deletion, insertion, reordering), or None when intact.
 
     Each entry must have consecutive `seq` from 0, `prev_hash` equal to the previous `entry_hash` (64 zeros
@@ -49,12 +51,16 @@ def verify_entries(entries: Iterable[Mapping[str, Any]], *, expected_head: str |
         if seq != position:
             return LedgerProblem(seq if isinstance(seq, int) else None, position, f"expected seq {position}")
         if entry["prev_hash"] != prev:
-            return LedgerProblem(position, position, "prev_hash does not match the previous entry (chain broken)")
+            return LedgerProblem(
+                position, position, "prev_hash does not match the previous entry (chain broken)"
+            )
         if entry_hash(entry["prev_hash"], entry["record"]) != entry["entry_hash"]:
             return LedgerProblem(position, position, "entry_hash does not match its record (entry edited)")
         prev = entry["entry_hash"]
     if expected_head is not None and prev != expected_head:
-        return LedgerProblem(None, position + 1, f"chain ends at {prev[:12]}…, expected head {expected_head[:12]}…")
+        return LedgerProblem(
+            None, position + 1, f"chain ends at {prev[:12]}…, expected head {expected_head[:12]}…"
+        )
     return None
 
 

@@ -69,7 +69,9 @@ class Consensus(models.Model):
             models.CheckConstraint(
                 condition=Q(confidence__gte=0) & Q(confidence__lte=1), name="consensus_confidence_range"
             ),
-            models.CheckConstraint(condition=Q(agreement__gte=0) & Q(agreement__lte=1), name="consensus_agreement_range"),
+            models.CheckConstraint(
+                condition=Q(agreement__gte=0) & Q(agreement__lte=1), name="consensus_agreement_range"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -95,6 +97,9 @@ class VolunteerReliability(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.volunteer} in {self.campaign}: {self.reliability:.2f}"
+
 
 class Decision(AppendOnlyModel):
     """A reviewer's adjudication of a task. A later decision supersedes an earlier one; none is edited."""
@@ -109,6 +114,9 @@ class Decision(AppendOnlyModel):
         ordering = ["id"]
         constraints = [models.CheckConstraint(condition=~Q(note=""), name="decision_note_required")]
 
+    def __str__(self) -> str:
+        return f"decision {self.label} on task {self.task_id}"
+
 
 class EvidenceSet(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="evidence_sets")
@@ -116,7 +124,9 @@ class EvidenceSet(models.Model):
     version = models.PositiveIntegerField(default=1)
     description = models.TextField(blank=True)
     filters = models.JSONField(default=dict, blank=True)
-    derived_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    derived_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     frozen_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -125,7 +135,9 @@ class EvidenceSet(models.Model):
     tasks = models.ManyToManyField(Task, through="EvidenceItem", related_name="evidence_sets")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["campaign", "name", "version"], name="evidence_set_version")]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "name", "version"], name="evidence_set_version")
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
@@ -140,6 +152,9 @@ class EvidenceItem(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["evidence_set", "task"], name="evidence_item_unique")]
 
+    def __str__(self) -> str:
+        return f"task {self.task_id} in {self.evidence_set_id}"
+
 
 class Export(models.Model):
     class Status(models.TextChoices):
@@ -148,7 +163,9 @@ class Export(models.Model):
         FAILED = "failed", "Failed"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="exports")
-    evidence_set = models.ForeignKey(EvidenceSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    evidence_set = models.ForeignKey(
+        EvidenceSet, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     path = models.CharField(max_length=500, blank=True)
     files = models.PositiveIntegerField(default=0)
@@ -162,6 +179,9 @@ class Export(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"export {self.pk} of {self.campaign_id} ({self.status})"
+
 
 class LedgerHead(models.Model):
     """The head of a campaign's hash chain; its row is locked while appending, so appends form one chain."""
@@ -169,6 +189,9 @@ class LedgerHead(models.Model):
     campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, related_name="ledger_head")
     seq = models.BigIntegerField(default=-1)
     head_hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"ledger head {self.seq} of {self.campaign_id}"
 
 
 class LedgerEntry(AppendOnlyModel):
@@ -187,5 +210,13 @@ class LedgerEntry(AppendOnlyModel):
             models.CheckConstraint(condition=Q(seq__gte=0), name="ledger_seq_nonneg"),
         ]
 
+    def __str__(self) -> str:
+        return f"ledger {self.campaign_id}#{self.seq}"
+
     def as_line(self) -> dict[str, Any]:
-        return {"seq": self.seq, "prev_hash": self.prev_hash, "entry_hash": self.entry_hash, "record": self.record}
+        return {
+            "seq": self.seq,
+            "prev_hash": self.prev_hash,
+            "entry_hash": self.entry_hash,
+            "record": self.record,
+        }

@@ -50,6 +50,8 @@ def consensus_row(task: Task, latest_decisions: dict[int, str]) -> dict[str, Any
 
 def latest_decisions(campaign: Campaign) -> dict[int, str]:
     latest: dict[int, str] = {}
-    for task_id, label in Decision.objects.filter(task__campaign=campaign).order_by("id").values_list("task_id", "label"):
+    for task_id, label in (
+        Decision.objects.filter(task__campaign=campaign).order_by("id").values_list("task_id", "label")
+    ):
         latest[task_id] = label
     return latest

@@ -7,7 +7,7 @@ import logging
 import uuid
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -88,7 +88,9 @@ def answer_submit(
         if Answer.objects.filter(task=task, volunteer=volunteer).exists():
             raise AnswerConflict("you already answered this task")
         if campaign.status != Campaign.Status.LIVE:
-            raise TaskNotAnswerable(f"campaign {campaign.slug} is {campaign.status} and does not accept answers")
+            raise TaskNotAnswerable(
+                f"campaign {campaign.slug} is {campaign.status} and does not accept answers"
+            )
         normalised = validate_answer(campaign.question_set, answer, tile_size_px=_tile_size(task))
         holds_lease = Assignment.objects.filter(
             task=task, volunteer=volunteer, state=Assignment.State.LEASED
@@ -119,7 +121,9 @@ def answer_submit(
         )
         Task.objects.filter(pk=task.pk).update(answer_count=task.answer_count + 1)
         task.answer_count += 1
-        reliability = _reliability_after_answer(campaign=campaign, volunteer=volunteer, task=task, label=label)
+        reliability = _reliability_after_answer(
+            campaign=campaign, volunteer=volunteer, task=task, label=label
+        )
         if not task.is_gold:
             consensus_update_task(task=task)
         ledger_append(
@@ -134,7 +138,9 @@ def answer_submit(
                 "at": created.created_at.isoformat(),
             },
         )
-        logger.info("answer recorded", extra={"task": task.pk, "campaign": campaign.slug, "reliability": reliability})
+        logger.info(
+            "answer recorded", extra={"task": task.pk, "campaign": campaign.slug, "reliability": reliability}
+        )
         return created, True
 
 
@@ -177,13 +183,15 @@ def consensus_update_task(*, task: Task) -> Consensus:
         .values_list("label", "volunteer_id")
     )
     blocked = set(
-        VolunteerReliability.objects.filter(campaign=campaign, blocked=True).values_list("volunteer_id", flat=True)
+        VolunteerReliability.objects.filter(campaign=campaign, blocked=True).values_list(
+            "volunteer_id", flat=True
+        )
     )
     rows = [(label, vid) for label, vid in rows if vid not in blocked]
     weights_by_volunteer = dict(
-        VolunteerReliability.objects.filter(campaign=campaign, volunteer_id__in=[v for _, v in rows]).values_list(
-            "volunteer_id", "reliability"
-        )
+        VolunteerReliability.objects.filter(
+            campaign=campaign, volunteer_id__in=[v for _, v in rows]
+        ).values_list("volunteer_id", "reliability")
     )
     state = campaign.aggregation_state or {}
     classes = _choices(campaign)
@@ -247,7 +255,9 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
     classes = [*_choices(campaign), UNSURE]
     class_index = {c: i for i, c in enumerate(classes)}
     blocked = set(
-        VolunteerReliability.objects.filter(campaign=campaign, blocked=True).values_list("volunteer_id", flat=True)
+        VolunteerReliability.objects.filter(campaign=campaign, blocked=True).values_list(
+            "volunteer_id", flat=True
+        )
     )
     rows = [
         (task_id, volunteer_id, label)
@@ -316,7 +326,10 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
             confidence = float(result.confidence[index]) if label_index >= 0 else 0.0
             n_answers = int(result.n_answers[index])
             decision = aggregation.retirement_decision(
-                confidence, n_answers, min_answers=campaign.min_answers, max_answers=campaign.max_answers,
+                confidence,
+                n_answers,
+                min_answers=campaign.min_answers,
+                max_answers=campaign.max_answers,
                 threshold=campaign.retirement_confidence,
             )
             statuses[decision] += 1
@@ -341,11 +354,15 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
                     "needs_review": Task.Status.NEEDS_REVIEW,
                     "continue": Task.Status.OPEN,
                 }[decision]
-                Task.objects.filter(pk=task.pk).update(status=new_status, priority=n_answers + 1.0 - confidence)
+                Task.objects.filter(pk=task.pk).update(
+                    status=new_status, priority=n_answers + 1.0 - confidence
+                )
         summary.update(
             retired=statuses["retire"], needs_review=statuses["needs_review"], flagged=int(flagged.sum())
         )
-        ledger_append(campaign=campaign, record={"type": "consensus_refit", **summary, "method": result.method})
+        ledger_append(
+            campaign=campaign, record={"type": "consensus_refit", **summary, "method": result.method}
+        )
     summary["seconds"] = round((timezone.now() - started).total_seconds(), 3)
     return summary
 
@@ -354,7 +371,7 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
 
 
 @transaction.atomic
-def decision_record(*, task: Task, reviewer: AbstractBaseUser, label: str, note: str) -> Decision:
+def decision_record(*, task: Task, reviewer: User, label: str, note: str) -> Decision:
     note = note.strip()
     if not note:
         raise AnswerError("note", "a note explaining the decision is required")

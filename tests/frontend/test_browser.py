@@ -48,7 +48,9 @@ def imagery_campaign(demo_pair: Any) -> Campaign:
     return campaign
 
 
-def test_new_volunteer_answers_three_imagery_tasks(browser: Any, live_server: Any, imagery_campaign: Campaign) -> None:
+def test_new_volunteer_answers_three_imagery_tasks(
+    browser: Any, live_server: Any, imagery_campaign: Campaign
+) -> None:
     page = browser.new_page(viewport={"width": 1000, "height": 900})
     page.goto(live_server.url + "/")
     page.get_by_role("link", name="Decode Darfur (demo)").click()

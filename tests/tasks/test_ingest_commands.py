@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from io import StringIO
 from pathlib import Path
@@ -35,7 +36,13 @@ def run(*args: str) -> tuple[int, dict | None, str]:
 
 def snapshot(media_root: Path) -> tuple[int, int, int, int, list[str]]:
     files = sorted(str(p.relative_to(media_root)) for p in media_root.rglob("*") if p.is_file())
-    return Campaign.objects.count(), Source.objects.count(), Task.objects.count(), LedgerEntry.objects.count(), files
+    return (
+        Campaign.objects.count(),
+        Source.objects.count(),
+        Task.objects.count(),
+        LedgerEntry.objects.count(),
+        files,
+    )
 
 
 def test_ingest_imagery_creates_tile_tasks_and_a_verifiable_ledger(geotiff: Path) -> None:
@@ -48,7 +55,11 @@ def test_ingest_imagery_creates_tile_tasks_and_a_verifiable_ledger(geotiff: Path
     source = Source.objects.get(campaign__slug="rgb")
     assert source.sha256 == summary["source_sha256"] and source.ready
     lines = [e.as_line() for e in LedgerEntry.objects.filter(campaign__slug="rgb").order_by("seq")]
-    assert [line["record"]["type"] for line in lines] == ["campaign_created", "source_ingested", "tasks_derived"]
+    assert [line["record"]["type"] for line in lines] == [
+        "campaign_created",
+        "source_ingested",
+        "tasks_derived",
+    ]
     assert ledger.verify_entries(lines) is None
 
 
@@ -64,7 +75,9 @@ def test_rerunning_the_same_ingest_creates_no_duplicates(geotiff: Path) -> None:
     "name, message",
     [("corrupt.tif", "corrupt.tif"), ("rotated.tif", "CRS")],
 )
-def test_bad_geotiffs_leave_nothing_behind(geotiff: Path, _isolated_media: Path, name: str, message: str) -> None:
+def test_bad_geotiffs_leave_nothing_behind(
+    geotiff: Path, _isolated_media: Path, name: str, message: str
+) -> None:
     before = snapshot(_isolated_media)
     code, summary, err = run("ingest_imagery", "--campaign", "bad", str(geotiff / name))
     assert code == 1 and summary is None
@@ -105,7 +118,9 @@ def test_ingest_video_splits_a_generated_video_into_segments(tmp_path: Path) -> 
     assert summary["duration_seconds"] > 20
     assert all(t.end_seconds - t.start_seconds <= 8.0 + 1e-6 for t in tasks)
     assert tasks[0].start_seconds == 0.0
-    assert all(a.end_seconds == pytest.approx(b.start_seconds, abs=1e-3) for a, b in zip(tasks, tasks[1:], strict=False))
+    assert all(
+        a.end_seconds == pytest.approx(b.start_seconds, abs=1e-3) for a, b in itertools.pairwise(tasks)
+    )
     assert all(len(t.media["keyframes"]) == 3 for t in tasks)
 
 

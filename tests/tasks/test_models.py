@@ -18,7 +18,11 @@ pytestmark = pytest.mark.django_db
 
 def _answer(task: Task, volunteer, label: str = "intact", **extra) -> Answer:
     return Answer.objects.create(
-        task=task, volunteer=volunteer, campaign=task.campaign, answer={"damage": label}, label=label,
+        task=task,
+        volunteer=volunteer,
+        campaign=task.campaign,
+        answer={"damage": label},
+        label=label,
         client_id=extra.get("client_id", uuid.uuid4()),
     )
 
@@ -62,7 +66,9 @@ def test_campaign_rejects_max_answers_below_min():
 
 
 def test_campaign_question_set_is_validated_on_full_clean():
-    campaign = Campaign(slug="bad-qs", title="x", kind="imagery", question_set={"primary": "a", "questions": []})
+    campaign = Campaign(
+        slug="bad-qs", title="x", kind="imagery", question_set={"primary": "a", "questions": []}
+    )
     with pytest.raises(ValidationError):
         campaign.full_clean()
 

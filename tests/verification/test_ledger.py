@@ -120,4 +120,3 @@ def test_a_rolled_back_change_leaves_no_ledger_entry():
         ledger_append(campaign=campaign, record={"type": "test"})
         raise ValueError("the change failed")
     assert not LedgerEntry.objects.filter(campaign=campaign).exists()
-

@@ -6,181 +6,398 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tasks', '0001_initial'),
+        ("tasks", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EvidenceItem',
+            name="EvidenceItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('manual', models.BooleanField(default=False)),
-                ('added_at', models.DateTimeField(auto_now_add=True)),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tasks.task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("manual", models.BooleanField(default=False)),
+                ("added_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="tasks.task"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='EvidenceSet',
+            name="EvidenceSet",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('version', models.PositiveIntegerField(default=1)),
-                ('description', models.TextField(blank=True)),
-                ('filters', models.JSONField(blank=True, default=dict)),
-                ('frozen_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='evidence_sets', to='tasks.campaign')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('derived_from', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='verification.evidenceset')),
-                ('tasks', models.ManyToManyField(related_name='evidence_sets', through='verification.EvidenceItem', to='tasks.task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("version", models.PositiveIntegerField(default=1)),
+                ("description", models.TextField(blank=True)),
+                ("filters", models.JSONField(blank=True, default=dict)),
+                ("frozen_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="evidence_sets",
+                        to="tasks.campaign",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "derived_from",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="verification.evidenceset",
+                    ),
+                ),
+                (
+                    "tasks",
+                    models.ManyToManyField(
+                        related_name="evidence_sets", through="verification.EvidenceItem", to="tasks.task"
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='evidenceitem',
-            name='evidence_set',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='verification.evidenceset'),
+            model_name="evidenceitem",
+            name="evidence_set",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="items",
+                to="verification.evidenceset",
+            ),
         ),
         migrations.CreateModel(
-            name='Export',
+            name="Export",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('running', 'Running'), ('complete', 'Complete'), ('failed', 'Failed')], default='running', max_length=16)),
-                ('path', models.CharField(blank=True, max_length=500)),
-                ('files', models.PositiveIntegerField(default=0)),
-                ('bytes', models.BigIntegerField(default=0)),
-                ('ledger_head_hash', models.CharField(blank=True, max_length=64)),
-                ('s3_uri', models.CharField(blank=True, max_length=500)),
-                ('uploaded', models.BooleanField(default=False)),
-                ('message', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='exports', to='tasks.campaign')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('evidence_set', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='verification.evidenceset')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("running", "Running"), ("complete", "Complete"), ("failed", "Failed")],
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("path", models.CharField(blank=True, max_length=500)),
+                ("files", models.PositiveIntegerField(default=0)),
+                ("bytes", models.BigIntegerField(default=0)),
+                ("ledger_head_hash", models.CharField(blank=True, max_length=64)),
+                ("s3_uri", models.CharField(blank=True, max_length=500)),
+                ("uploaded", models.BooleanField(default=False)),
+                ("message", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="exports",
+                        to="tasks.campaign",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "evidence_set",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="verification.evidenceset",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.BigIntegerField()),
-                ('prev_hash', models.CharField(max_length=64)),
-                ('entry_hash', models.CharField(max_length=64)),
-                ('record', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ledger_entries', to='tasks.campaign')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.BigIntegerField()),
+                ("prev_hash", models.CharField(max_length=64)),
+                ("entry_hash", models.CharField(max_length=64)),
+                ("record", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ledger_entries",
+                        to="tasks.campaign",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['campaign', 'seq'],
+                "ordering": ["campaign", "seq"],
             },
         ),
         migrations.CreateModel(
-            name='LedgerHead',
+            name="LedgerHead",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.BigIntegerField(default=-1)),
-                ('head_hash', models.CharField(default='0000000000000000000000000000000000000000000000000000000000000000', max_length=64)),
-                ('campaign', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='ledger_head', to='tasks.campaign')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.BigIntegerField(default=-1)),
+                (
+                    "head_hash",
+                    models.CharField(
+                        default="0000000000000000000000000000000000000000000000000000000000000000",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "campaign",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ledger_head",
+                        to="tasks.campaign",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='VolunteerReliability',
+            name="VolunteerReliability",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reliability', models.FloatField(default=0.7)),
-                ('n_answers', models.PositiveIntegerField(default=0)),
-                ('n_gold', models.PositiveIntegerField(default=0)),
-                ('n_gold_correct', models.PositiveIntegerField(default=0)),
-                ('flagged', models.BooleanField(default=False)),
-                ('blocked', models.BooleanField(default=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reliabilities', to='tasks.campaign')),
-                ('volunteer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reliabilities', to='tasks.volunteer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("reliability", models.FloatField(default=0.7)),
+                ("n_answers", models.PositiveIntegerField(default=0)),
+                ("n_gold", models.PositiveIntegerField(default=0)),
+                ("n_gold_correct", models.PositiveIntegerField(default=0)),
+                ("flagged", models.BooleanField(default=False)),
+                ("blocked", models.BooleanField(default=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reliabilities",
+                        to="tasks.campaign",
+                    ),
+                ),
+                (
+                    "volunteer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reliabilities",
+                        to="tasks.volunteer",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Answer',
+            name="Answer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('answer', models.JSONField()),
-                ('label', models.CharField(help_text="The primary question's value, for aggregation", max_length=200)),
-                ('client_id', models.UUIDField()),
-                ('duration_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='answers', to='tasks.campaign')),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='answers', to='tasks.task')),
-                ('volunteer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='answers', to='tasks.volunteer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("answer", models.JSONField()),
+                (
+                    "label",
+                    models.CharField(
+                        help_text="The primary question's value, for aggregation", max_length=200
+                    ),
+                ),
+                ("client_id", models.UUIDField()),
+                ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="answers",
+                        to="tasks.campaign",
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="answers", to="tasks.task"
+                    ),
+                ),
+                (
+                    "volunteer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="answers",
+                        to="tasks.volunteer",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['campaign', 'created_at'], name='answer_campaign_time')],
-                'constraints': [models.UniqueConstraint(fields=('task', 'volunteer'), name='answer_once_per_volunteer'), models.UniqueConstraint(fields=('volunteer', 'client_id'), name='answer_client_id_unique')],
+                "ordering": ["id"],
+                "indexes": [models.Index(fields=["campaign", "created_at"], name="answer_campaign_time")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("task", "volunteer"), name="answer_once_per_volunteer"),
+                    models.UniqueConstraint(
+                        fields=("volunteer", "client_id"), name="answer_client_id_unique"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Consensus',
+            name="Consensus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(blank=True, max_length=200)),
-                ('confidence', models.FloatField(default=0.0)),
-                ('agreement', models.FloatField(default=0.0)),
-                ('entropy', models.FloatField(default=0.0)),
-                ('n_answers', models.PositiveIntegerField(default=0)),
-                ('method', models.CharField(default='majority', max_length=32)),
-                ('distribution', models.JSONField(blank=True, default=dict)),
-                ('reason', models.CharField(blank=True, help_text='Why the task retired or went to review', max_length=300)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('task', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='consensus', to='tasks.task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("label", models.CharField(blank=True, max_length=200)),
+                ("confidence", models.FloatField(default=0.0)),
+                ("agreement", models.FloatField(default=0.0)),
+                ("entropy", models.FloatField(default=0.0)),
+                ("n_answers", models.PositiveIntegerField(default=0)),
+                ("method", models.CharField(default="majority", max_length=32)),
+                ("distribution", models.JSONField(blank=True, default=dict)),
+                (
+                    "reason",
+                    models.CharField(
+                        blank=True, help_text="Why the task retired or went to review", max_length=300
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "task",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="consensus", to="tasks.task"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('confidence__gte', 0), ('confidence__lte', 1)), name='consensus_confidence_range'), models.CheckConstraint(condition=models.Q(('agreement__gte', 0), ('agreement__lte', 1)), name='consensus_agreement_range')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("confidence__gte", 0), ("confidence__lte", 1)),
+                        name="consensus_confidence_range",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("agreement__gte", 0), ("agreement__lte", 1)),
+                        name="consensus_agreement_range",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Decision',
+            name="Decision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(max_length=200)),
-                ('note', models.TextField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('reviewer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='decisions', to='tasks.task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("label", models.CharField(max_length=200)),
+                ("note", models.TextField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="decisions", to="tasks.task"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('note', ''), _negated=True), name='decision_note_required')],
+                "ordering": ["id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("note", ""), _negated=True), name="decision_note_required"
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='evidenceset',
-            constraint=models.UniqueConstraint(fields=('campaign', 'name', 'version'), name='evidence_set_version'),
+            model_name="evidenceset",
+            constraint=models.UniqueConstraint(
+                fields=("campaign", "name", "version"), name="evidence_set_version"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='evidenceitem',
-            constraint=models.UniqueConstraint(fields=('evidence_set', 'task'), name='evidence_item_unique'),
+            model_name="evidenceitem",
+            constraint=models.UniqueConstraint(fields=("evidence_set", "task"), name="evidence_item_unique"),
         ),
         migrations.AddConstraint(
-            model_name='ledgerentry',
-            constraint=models.UniqueConstraint(fields=('campaign', 'seq'), name='ledger_seq_unique'),
+            model_name="ledgerentry",
+            constraint=models.UniqueConstraint(fields=("campaign", "seq"), name="ledger_seq_unique"),
         ),
         migrations.AddConstraint(
-            model_name='ledgerentry',
-            constraint=models.UniqueConstraint(fields=('campaign', 'prev_hash'), name='ledger_prev_unique'),
+            model_name="ledgerentry",
+            constraint=models.UniqueConstraint(fields=("campaign", "prev_hash"), name="ledger_prev_unique"),
         ),
         migrations.AddConstraint(
-            model_name='ledgerentry',
-            constraint=models.CheckConstraint(condition=models.Q(('seq__gte', 0)), name='ledger_seq_nonneg'),
+            model_name="ledgerentry",
+            constraint=models.CheckConstraint(condition=models.Q(("seq__gte", 0)), name="ledger_seq_nonneg"),
         ),
         migrations.AddConstraint(
-            model_name='volunteerreliability',
-            constraint=models.UniqueConstraint(fields=('campaign', 'volunteer'), name='reliability_unique'),
+            model_name="volunteerreliability",
+            constraint=models.UniqueConstraint(fields=("campaign", "volunteer"), name="reliability_unique"),
         ),
         migrations.AddConstraint(
-            model_name='volunteerreliability',
-            constraint=models.CheckConstraint(condition=models.Q(('reliability__gte', 0), ('reliability__lte', 1)), name='reliability_range'),
+            model_name="volunteerreliability",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("reliability__gte", 0), ("reliability__lte", 1)), name="reliability_range"
+            ),
         ),
     ]

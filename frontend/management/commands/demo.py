@@ -43,8 +43,14 @@ IMAGERY_TUTORIAL = [
 
 VIDEO_TUTORIAL = [
     {"title": "Watch the segment", "text": "Play the short clip and look at its three keyframes."},
-    {"title": "Look for clues", "text": "Signs, landmarks, terrain, weather and shadows tell where and when."},
-    {"title": "Judge it", "text": "Does it show what it claims? Any sign of editing? Unsure is a fine answer."},
+    {
+        "title": "Look for clues",
+        "text": "Signs, landmarks, terrain, weather and shadows tell where and when.",
+    },
+    {
+        "title": "Judge it",
+        "text": "Does it show what it claims? Any sign of editing? Unsure is a fine answer.",
+    },
 ]
 
 
@@ -125,7 +131,9 @@ class Command(JsonCommand):
                 user.save()
         return [dict(a) for a in DEMO_ACCOUNTS]
 
-    def _campaign(self, slug: str, *, owner: Any, reviewer: Any, tutorial: list[dict[str, str]], **fields: Any) -> Campaign:
+    def _campaign(
+        self, slug: str, *, owner: Any, reviewer: Any, tutorial: list[dict[str, str]], **fields: Any
+    ) -> Campaign:
         campaign = Campaign.objects.filter(slug=slug).first()
         if campaign is None:
             campaign = services.campaign_create(slug=slug, created_by=owner, **fields)
@@ -151,7 +159,9 @@ class Command(JsonCommand):
         try:
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
-                states = list(Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", "message"))
+                states = list(
+                    Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", "message")
+                )
                 if all(status in (Job.Status.DONE, Job.Status.FAILED) for status, _ in states):
                     failed = [message for status, message in states if status == Job.Status.FAILED]
                     if failed:
@@ -172,7 +182,9 @@ class Command(JsonCommand):
         wanted = {"destroyed": 2, "intact": 2, "no_structures": 1}
         for task in Task.objects.filter(campaign=campaign, is_gold=False).order_by("id"):
             window = task.window or {}
-            label = truth.label_for_window(window["col_off"], window["row_off"], window["width"], window["height"])
+            label = truth.label_for_window(
+                window["col_off"], window["row_off"], window["width"], window["height"]
+            )
             if wanted.get(label, 0) > 0:
                 wanted[label] -= 1
                 services.task_mark_gold(
@@ -181,7 +193,9 @@ class Command(JsonCommand):
 
     def _serve(self, host: str, port: int) -> None:
         cluster = _start_cluster()
-        self.stderr.write(f"Serving Corroborate at http://{host}:{port}/ with a job worker (Ctrl-C stops both).")
+        self.stderr.write(
+            f"Serving Corroborate at http://{host}:{port}/ with a job worker (Ctrl-C stops both)."
+        )
         try:
             call_command("runserver", f"{host}:{port}", use_reloader=False, use_threading=True)
         finally:

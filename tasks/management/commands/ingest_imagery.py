@@ -36,10 +36,18 @@ class Command(JsonCommand):
                 raise services.IngestError(f"{aoi_path}: no such file")
             aoi = aoi_path.read_text(encoding="utf-8", errors="replace")
         services.imagery_validate(
-            before=before, after=after, aoi=aoi, tile_size_px=options["tile_size"], overlap_px=options["overlap"]
+            before=before,
+            after=after,
+            aoi=aoi,
+            tile_size_px=options["tile_size"],
+            overlap_px=options["overlap"],
         )
         campaign = services.campaign_get_or_create(slug=options["campaign"], kind=Campaign.Kind.IMAGERY)
         return services.source_ingest_imagery(
-            campaign=campaign, before=before, after=after, aoi=aoi,
-            tile_size_px=options["tile_size"], overlap_px=options["overlap"],
+            campaign=campaign,
+            before=before,
+            after=after,
+            aoi=aoi,
+            tile_size_px=options["tile_size"],
+            overlap_px=options["overlap"],
         )
