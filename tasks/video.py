@@ -632,10 +632,7 @@ def detect_shots(
             analyser = _ShotAnalyser(fps, threshold=threshold)
             size = _analysis_size(frame.width, frame.height)
             declared = _declared_duration(stream.container, stream)
-        small = reformatter.reformat(
-            frame, width=size[0], height=size[1], format="yuv420p", interpolation="AREA"
-        )
-        planes = small.to_ndarray()
+        planes = _small_planes(frame, size, reformatter)
         analyser.add(seconds, planes, (size[1], size[0]))
         if count:
             intervals.append(seconds - last_time)
