@@ -1,4 +1,8 @@
-"""URL routes: pages, the JSON API under /api/v1/, its schema, admin and media."""
+"""URL routes: pages, the JSON API under /api/v1/, its schema, admin and media.
+
+Each area owns its own URL module: volunteer pages (frontend.urls), the researcher workspace
+(frontend.researcher_urls), evidence exports (verification.urls) and operations (config.ops).
+"""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -21,5 +25,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include(api_v1)),
+    path("researcher/", include("frontend.researcher_urls")),
+    path("researcher/", include("verification.urls")),
+    path("", include("config.ops")),
     path("", include("frontend.urls")),
 ]

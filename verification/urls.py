@@ -1,0 +1,5 @@
+"""Evidence export routes (researchers)."""
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []
