@@ -18,10 +18,10 @@ import hashlib
 import json
 import math
 import os
+import queue
 import re
-from collections import deque
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -841,6 +841,10 @@ class _Layer:
             info = np.iinfo(self.dtype)
             self.floor = [self.dtype.type(min(max(math.floor(lo), info.min), info.max)) for lo in self.lo]
 
+    def share_stretch(self, other: _Layer) -> None:
+        """Use another handle's stretch (same date, another thread), so every tile of a date matches."""
+        self.lo, self.scale, self.lut, self.floor = other.lo, other.scale, other.lut, other.floor
+
     def _stretch_samples(self, plan: GridPlan) -> list[np.ndarray]:
         """Valid pixels per band from a bounded read: the whole grid if small, else spread windows."""
         total = plan.width * plan.height
@@ -949,22 +953,25 @@ def iter_rendered_tiles(
     Tiles come out in ``plan.tiles`` order. Tiles with too few valid pixels (in either date) are still
     yielded, with ``skip_reason="empty"`` and empty JPEG bytes, so the caller can count and report them.
 
-    Windows are read in order on one dataset handle per date, so GDAL's block cache decodes each block once
-    even though neighbouring tiles overlap; stretching, masking and JPEG encoding run on ``workers`` threads
-    (default: one per core, at most 4), which NumPy and OpenCV allow by releasing the GIL. At most
-    ``2 * workers`` tiles are in flight, so memory does not depend on the scene size.
+    Decoding compressed blocks dominates, so ``workers`` threads (default: one per core, at most 4) each take
+    a band of grid columns with their own dataset handles (GDAL handles are not thread-safe). A column band
+    keeps each block's decode in one thread and its cache: only blocks on band borders are decoded twice,
+    whereas dealing tiles out round-robin would decode most blocks twice. GDAL, NumPy and OpenCV release the
+    GIL. Each thread runs at most ``_QUEUE_TILES`` tiles ahead, so memory does not depend on the scene size.
     """
     if (after is None) == plan.paired:
         raise ImageryError(
             "the plan was made for a pair" if plan.paired else "the plan was made for one image"
         )
-    workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
+    paths = [before] if after is None else [before, after]
     paired = after is not None
     total = len(plan.tiles)
+    columns = sorted({tile.col for tile in plan.tiles})
+    workers = max(1, min(workers if workers is not None else min(4, os.cpu_count() or 1), len(columns) // 2))
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         layers: list[_Layer] = []
         try:
-            for path in [before] if after is None else [before, after]:
+            for path in paths:
                 layers.append(_Layer(path, plan))
             for layer in layers:
                 layer.fit_stretch(plan)
@@ -975,33 +982,81 @@ def iter_rendered_tiles(
                     if progress is not None:
                         progress(done, total)
                 return
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagery-tiles") as pool:
-                pending: deque[Future[RenderedTile]] = deque()
-                done = 0
-                try:
-                    for spec in plan.tiles:
-                        reads = [layer.read(spec.window) for layer in layers]
-                        pending.append(
-                            pool.submit(
-                                _finish_tile, layers, spec, reads, paired, jpeg_quality, min_valid_fraction
-                            )
-                        )
-                        while len(pending) > 2 * workers or (pending and pending[0].done()):
-                            done += 1
-                            yield pending.popleft().result()
-                            if progress is not None:
-                                progress(done, total)
-                    while pending:
-                        done += 1
-                        yield pending.popleft().result()
-                        if progress is not None:
-                            progress(done, total)
-                finally:
-                    for future in pending:
-                        future.cancel()
+            band_of = {col: index * workers // len(columns) for index, col in enumerate(columns)}
+            yield from _render_in_column_bands(
+                paths, plan, layers, band_of, workers, paired, jpeg_quality, min_valid_fraction, progress
+            )
         finally:
             for layer in layers:
                 layer.close()
+
+
+_QUEUE_TILES = 64
+
+
+def _render_in_column_bands(
+    paths: list[str | Path],
+    plan: GridPlan,
+    stretched: list[_Layer],
+    band_of: dict[int, int],
+    workers: int,
+    paired: bool,
+    jpeg_quality: int,
+    min_valid_fraction: float,
+    progress: Callable[[int, int], None] | None,
+) -> Iterator[RenderedTile]:
+    stop = threading.Event()
+    queues: list[queue.Queue[RenderedTile | BaseException]] = [
+        queue.Queue(_QUEUE_TILES) for _ in range(workers)
+    ]
+
+    def hand_over(band: int, item: RenderedTile | BaseException) -> bool:
+        """Queue ``item`` for the consumer; False when the consumer has stopped listening."""
+        while not stop.is_set():
+            try:
+                queues[band].put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work(band: int) -> None:
+        layers: list[_Layer] = []
+        try:
+            for path, source in zip(paths, stretched, strict=True):
+                layer = _Layer(path, plan)
+                layer.share_stretch(source)
+                layers.append(layer)
+            for spec in plan.tiles:
+                if band_of[spec.col] == band:
+                    reads = [layer.read(spec.window) for layer in layers]
+                    tile = _finish_tile(layers, spec, reads, paired, jpeg_quality, min_valid_fraction)
+                    if not hand_over(band, tile):
+                        return
+        except BaseException as exc:  # re-raised by the consumer, in its own thread
+            hand_over(band, exc)
+        finally:
+            for layer in layers:
+                layer.close()
+
+    threads = [
+        threading.Thread(target=work, args=(band,), name=f"imagery-tiles-{band}", daemon=True)
+        for band in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for done, spec in enumerate(plan.tiles, start=1):
+            item = queues[band_of[spec.col]].get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if progress is not None:
+                progress(done, len(plan.tiles))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 def render_overview(
