@@ -184,4 +184,7 @@ class TaskDetailView(APIView):
 
             payload["status"] = task.status
             payload["consensus"] = consensus_payload(task)
+            payload["source"]["metadata"] = task.source.metadata
+        if task.kind == Task.Kind.SEGMENT:
+            payload["near_duplicates"] = selectors.segment_near_duplicates(task)
         return Response(payload)

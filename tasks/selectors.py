@@ -117,3 +117,18 @@ def volunteer_progress(*, campaign: Campaign, volunteer: Volunteer | None) -> di
     if volunteer is None:
         return {"answered": 0}
     return {"answered": volunteer_answered_count(campaign=campaign, volunteer=volunteer)}
+
+
+def segment_near_duplicates(task: Task) -> list[dict[str, Any]]:
+    """Earlier videos in the platform whose keyframes match this segment (the local reverse image search)."""
+    matches = (task.source.metadata or {}).get("near_duplicates", [])
+    return [
+        {
+            "matches_source": m["matches_source"],
+            "matches_task": m["matches_task"],
+            "matches_segment": m["matches_segment"],
+            "distance": m["distance"],
+        }
+        for m in matches
+        if m.get("task") == task.pk
+    ]

@@ -119,8 +119,13 @@ def answer_submit(
                 "expires_at": now,
             },
         )
-        Task.objects.filter(pk=task.pk).update(answer_count=task.answer_count + 1)
         task.answer_count += 1
+        if normalised.get("graphic") == "yes" and not task.flags.get("graphic"):
+            # One report is enough to protect the next volunteers: the segment is blurred until they choose.
+            task.flags = {**task.flags, "graphic": True}
+            Task.objects.filter(pk=task.pk).update(answer_count=task.answer_count, flags=task.flags)
+        else:
+            Task.objects.filter(pk=task.pk).update(answer_count=task.answer_count)
         reliability = _reliability_after_answer(
             campaign=campaign, volunteer=volunteer, task=task, label=label
         )
