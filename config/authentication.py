@@ -19,3 +19,12 @@ class CsrfSessionAuthentication(SessionAuthentication):
         if result is None and request._request.COOKIES.get("sessionid"):
             self.enforce_csrf(request)
         return result
+
+
+from drf_spectacular.authentication import SessionScheme  # noqa: E402  (registered on import)
+
+
+class CsrfSessionScheme(SessionScheme):
+    """Documents the session cookie (with CSRF header) in the OpenAPI schema."""
+
+    target_class = "config.authentication.CsrfSessionAuthentication"
