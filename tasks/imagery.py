@@ -692,6 +692,22 @@ def _representable(nodata: float | None, dtype: np.dtype) -> Any:
     return dtype.type(nodata)
 
 
+def _percentiles_2_98(values: np.ndarray) -> tuple[float, float]:
+    """2nd and 98th percentiles; a histogram for 8/16-bit data (no sort), NumPy's percentile otherwise."""
+    if values.dtype.kind == "f":
+        values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    if values.dtype.itemsize <= 2 and values.dtype.kind in "iu":
+        base = int(values.min())
+        counts = np.bincount((values.astype(np.int32) - base).ravel())
+        cumulative = np.cumsum(counts)
+        lo, hi = np.searchsorted(cumulative, [0.02 * values.size, 0.98 * values.size])
+        return float(lo + base), float(hi + base)
+    lo, hi = np.percentile(values, [2, 98])
+    return float(lo), float(hi)
+
+
 class _Layer:
     """One date of a plan: reads plan-grid windows as display bands plus a validity mask."""
 
@@ -815,11 +831,7 @@ class _Layer:
         samples = self._stretch_samples(plan)
         lows, highs = [], []
         for band in samples:
-            values = band[np.isfinite(band)] if band.dtype.kind == "f" else band
-            if values.size:
-                lo, hi = np.percentile(values, [2, 98])
-            else:
-                lo, hi = 0.0, 1.0
+            lo, hi = _percentiles_2_98(band)
             if hi <= lo:  # a flat band: show it mid-grey rather than black, which means "no data"
                 lo, hi = lo - 1.0, lo + 1.0
             lows.append(float(lo))
@@ -967,7 +979,9 @@ def iter_rendered_tiles(
     paired = after is not None
     total = len(plan.tiles)
     columns = sorted({tile.col for tile in plan.tiles})
-    workers = max(1, min(workers if workers is not None else min(4, os.cpu_count() or 1), len(columns) // 2))
+    if workers is None:  # threads pay off once there are enough tiles to amortise their own dataset handles
+        workers = min(4, os.cpu_count() or 1) if total >= _MIN_TILES_PER_THREAD * 2 else 1
+    workers = max(1, min(workers, len(columns) // 2))
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         layers: list[_Layer] = []
         try:
@@ -992,6 +1006,7 @@ def iter_rendered_tiles(
 
 
 _QUEUE_TILES = 64
+_MIN_TILES_PER_THREAD = 64
 
 
 def _render_in_column_bands(

@@ -326,6 +326,23 @@ def test_progress_reports_every_tile() -> None:
     assert calls == [(n, 6) for n in range(1, 7)]
 
 
+def test_threaded_rendering_matches_single_threaded_in_plan_order() -> None:
+    path = geotiff("RGB.byte.tif")
+    plan = plan_grid(path, tile_size_px=64, overlap_px=8)
+    single = list(iter_rendered_tiles(path, None, plan, workers=1))
+    threaded = list(iter_rendered_tiles(path, None, plan, workers=2))
+    assert [t.spec for t in threaded] == plan.tiles == [t.spec for t in single]
+    assert [t.before_jpeg for t in threaded] == [t.before_jpeg for t in single]
+
+
+def test_stopping_early_releases_the_render_threads() -> None:
+    path = geotiff("RGB.byte.tif")
+    tiles = iter_rendered_tiles(path, None, plan_grid(path, tile_size_px=64, overlap_px=8), workers=2)
+    first = next(tiles)
+    tiles.close()  # the caller gave up (e.g. an error elsewhere): must not hang
+    assert first.spec.row == 0 and first.spec.col == 0
+
+
 def test_sha256_file_matches_hashlib() -> None:
     path = geotiff("RGB.byte.tif")
     assert sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
