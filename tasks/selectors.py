@@ -132,3 +132,64 @@ def segment_near_duplicates(task: Task) -> list[dict[str, Any]]:
         for m in matches
         if m.get("task") == task.pk
     ]
+
+
+# ---------------------------------------------------------------- researcher workspace
+
+
+ROLE_RANK = {
+    CampaignMembership.Role.VIEWER: 1,
+    CampaignMembership.Role.REVIEWER: 2,
+    CampaignMembership.Role.OWNER: 3,
+}
+
+
+def role_allows(role: str | None, needed: str) -> bool:
+    """Owners may do everything, reviewers review, viewers read."""
+    return role is not None and ROLE_RANK.get(role, 0) >= ROLE_RANK[needed]
+
+
+def can_create_campaigns(user: Any) -> bool:
+    """Administrators, users granted tasks.add_campaign, and owners of a campaign."""
+    if user is None or not user.is_authenticated:
+        return False
+    return bool(
+        user.is_superuser
+        or user.has_perm("tasks.add_campaign")
+        or CampaignMembership.objects.filter(user=user, role=CampaignMembership.Role.OWNER).exists()
+    )
+
+
+def is_researcher(user: Any) -> bool:
+    if user is None or not user.is_authenticated:
+        return False
+    return bool(can_create_campaigns(user) or CampaignMembership.objects.filter(user=user).exists())
+
+
+def campaign_members(campaign: Campaign) -> QuerySet[CampaignMembership]:
+    return (
+        CampaignMembership.objects.filter(campaign=campaign).select_related("user").order_by("user__username")
+    )
+
+
+def campaign_recent_jobs(campaign: Campaign, *, limit: int = 10) -> QuerySet[Any]:
+    from tasks.models import Job
+
+    return Job.objects.filter(campaign=campaign).order_by("-created_at", "-id")[:limit]
+
+
+def campaigns_owned_by(user: Any) -> QuerySet[Campaign]:
+    if user.is_superuser:
+        return Campaign.objects.all()
+    return Campaign.objects.filter(
+        memberships__user=user, memberships__role=CampaignMembership.Role.OWNER
+    ).distinct()
+
+
+def campaign_sources(campaign: Campaign) -> QuerySet[Any]:
+    from tasks.models import Source
+
+    return Source.objects.filter(campaign=campaign).annotate(n_tasks=Count("tasks")).order_by("id")
+
+
+# ---------------------------------------------------------------- end of researcher workspace section

@@ -848,3 +848,278 @@ def video_find_duplicates(*, source: Source, max_distance: int = 10) -> list[dic
                 "distance": match.distance,
             }
     return sorted(found.values(), key=lambda m: (m["segment"][0], m["distance"]))
+
+
+# ---------------------------------------------------------------- researcher workspace: settings, uploads
+
+
+CAMPAIGN_SETTING_FIELDS = (
+    "title",
+    "description",
+    "status",
+    "question_set",
+    "min_answers",
+    "max_answers",
+    "retirement_confidence",
+    "gold_share",
+    "lease_seconds",
+)
+
+
+@transaction.atomic
+def campaign_update(*, campaign: Campaign, by: User, **fields: Any) -> Campaign:
+    """Change a campaign's set-up; the question set is frozen once volunteers have answered."""
+    from django.core.exceptions import ValidationError
+
+    from verification.models import Answer
+
+    unknown = set(fields) - set(CAMPAIGN_SETTING_FIELDS)
+    if unknown:
+        raise IngestError(f"unknown campaign settings: {', '.join(sorted(unknown))}")
+    changed = {k: v for k, v in fields.items() if getattr(campaign, k) != v}
+    if "question_set" in changed:
+        validate_question_set(changed["question_set"])
+        if Answer.objects.filter(campaign=campaign).exists():
+            raise IngestError("the question set cannot change once volunteers have answered")
+    if not changed:
+        return campaign
+    for key, value in changed.items():
+        setattr(campaign, key, value)
+    try:
+        campaign.full_clean()
+    except ValidationError as exc:
+        raise IngestError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
+    campaign.save(update_fields=list(changed))
+    ledger_append(
+        campaign=campaign,
+        record={"type": "campaign_updated", "changes": changed, "by": by.get_username()},
+    )
+    return campaign
+
+
+def upload_queue(
+    *,
+    campaign: Campaign,
+    kind: str,
+    files: dict[str, Any],
+    params: dict[str, Any],
+    created_by: User | None,
+) -> Job:
+    """Validate uploaded originals by content, store them under uploads/<uuid>/ and queue the ingest job.
+
+    `files` maps a role (before, after, video) to a Django UploadedFile. Nothing is stored when validation
+    fails: the IngestError message is one line a researcher can act on.
+    """
+    if kind not in ("ingest_imagery", "ingest_video"):
+        raise IngestError(f"unknown upload kind {kind!r}")
+    expected = Campaign.Kind.IMAGERY if kind == "ingest_imagery" else Campaign.Kind.VIDEO
+    if campaign.kind != expected:
+        raise IngestError(f"campaign {campaign.slug} is a {campaign.kind} campaign")
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        local: dict[str, Path] = {}
+        for role, upload in files.items():
+            local[role] = stack.enter_context(_uploaded_path(upload))
+        if kind == "ingest_imagery":
+            imagery_validate(
+                before=local["before"],
+                after=local.get("after"),
+                aoi=params.get("aoi"),
+                tile_size_px=int(params.get("tile_size_px", 256)),
+                overlap_px=int(params.get("overlap_px", 32)),
+            )
+        else:
+            seconds = float(params.get("max_segment_seconds", 10.0))
+            if not 1.0 <= seconds <= 600:
+                raise IngestError("the maximum segment length must be between 1 and 600 seconds")
+            video_validate(path=local["video"])
+        folder = f"uploads/{uuid.uuid4().hex}"
+        stored: list[str] = []
+        job_params = dict(params)
+        try:
+            for role, upload in files.items():
+                name = Path(upload.name or role).name or role
+                stored.append(put_file(f"{folder}/{name}", local[role]))
+                job_params[role] = stored[-1]
+                job_params[f"{role}_name"] = name
+            with transaction.atomic():
+                return job_create(kind=kind, params=job_params, campaign=campaign, created_by=created_by)
+        except Exception:
+            delete_quietly(stored)
+            raise
+
+
+def _uploaded_path(upload: Any) -> Any:
+    """A local path for an uploaded file: Django's own temporary file, or a scratch copy of a small one."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def manager() -> Any:
+        temporary = getattr(upload, "temporary_file_path", None)
+        if temporary is not None:
+            yield Path(temporary())
+            return
+        suffix = Path(upload.name or "").suffix
+        with tempfile.NamedTemporaryFile(suffix=suffix, dir=scratch_dir()) as tmp:
+            for chunk in upload.chunks():
+                tmp.write(chunk)
+            tmp.flush()
+            yield Path(tmp.name)
+
+    return manager()
+
+
+# ---------------------------------------------------------------- researcher workspace: gold, roles
+
+
+@transaction.atomic
+def gold_import_csv(*, campaign: Campaign, csv_text: str, by: User) -> int:
+    """Mark tasks gold from CSV rows `task_id,label,explanation`; all rows are checked before any is written."""
+    import csv
+    import io
+
+    from tasks.questions import AnswerError, validate_answer
+
+    primary = campaign.question_set["primary"]
+    question = next(q for q in campaign.question_set["questions"] if q["key"] == primary)
+    reader = csv.reader(io.StringIO(csv_text.lstrip("\ufeff")))
+    rows: list[tuple[Task, dict[str, Any], str]] = []
+    for line_no, row in enumerate(reader, start=1):
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if line_no == 1 and row[0].strip().lower() == "task_id":
+            continue
+        if len(row) < 2:
+            raise IngestError(f"line {line_no}: expected task_id,label,explanation")
+        task_id, label = row[0].strip(), row[1].strip()
+        explanation = ",".join(row[2:]).strip()
+        if not task_id.isdigit():
+            raise IngestError(f"line {line_no}: task_id {task_id!r} is not a number")
+        task = Task.objects.filter(campaign=campaign, pk=int(task_id)).select_related("campaign").first()
+        if task is None:
+            raise IngestError(f"line {line_no}: task {task_id} is not in campaign {campaign.slug}")
+        value: Any = label.split("+") if question["type"] == "multiple" else label
+        try:
+            answer = validate_answer(campaign.question_set, {primary: value})
+        except AnswerError as exc:
+            raise IngestError(f"line {line_no}: {exc.message}") from exc
+        rows.append((task, answer, explanation))
+    if not rows:
+        raise IngestError("the CSV has no rows (expected task_id,label,explanation)")
+    for task, answer, explanation in rows:
+        task_mark_gold(task=task, answer=answer, explanation=explanation, by=by)
+    return len(rows)
+
+
+@transaction.atomic
+def membership_remove(*, campaign: Campaign, user: User, by: User) -> None:
+    """Remove a member; the last owner stays, so a campaign is never left without one."""
+    membership = CampaignMembership.objects.filter(campaign=campaign, user=user).first()
+    if membership is None:
+        return
+    owners = CampaignMembership.objects.filter(campaign=campaign, role=CampaignMembership.Role.OWNER)
+    if membership.role == CampaignMembership.Role.OWNER and owners.count() == 1:
+        raise IngestError("a campaign needs at least one owner")
+    membership.delete()
+    ledger_append(
+        campaign=campaign,
+        record={"type": "member_removed", "user": user.get_username(), "by": by.get_username()},
+    )
+
+
+@transaction.atomic
+def membership_change(*, campaign: Campaign, user: User, role: str, by: User) -> CampaignMembership:
+    """Grant or change a role from the workspace, keeping at least one owner, with a ledger entry."""
+    if role not in CampaignMembership.Role.values:
+        raise IngestError(f"role must be one of {', '.join(CampaignMembership.Role.values)}")
+    current = CampaignMembership.objects.filter(campaign=campaign, user=user).first()
+    owners = CampaignMembership.objects.filter(campaign=campaign, role=CampaignMembership.Role.OWNER)
+    if (
+        current is not None
+        and current.role == CampaignMembership.Role.OWNER
+        and role != CampaignMembership.Role.OWNER
+        and owners.count() == 1
+    ):
+        raise IngestError("a campaign needs at least one owner")
+    membership = membership_set(campaign=campaign, user=user, role=role)
+    ledger_append(
+        campaign=campaign,
+        record={"type": "member_role", "user": user.get_username(), "role": role, "by": by.get_username()},
+    )
+    return membership
+
+
+# ---------------------------------------------------------------- staged campaigns
+
+
+@transaction.atomic
+def campaign_promote(
+    *,
+    source_campaign: Campaign,
+    target_campaign: Campaign,
+    rule: dict[str, Any],
+    by: User | None = None,
+) -> dict[str, Any]:
+    """Copy the tasks of one stage whose consensus matches `rule` into a follow-up campaign (idempotent).
+
+    `rule` uses the evidence-set filter keys (labels, min_confidence, statuses, aoi). Copies keep source,
+    footprint and media, get the key "promoted:<task id>" and point back through promoted_from.
+    """
+    from verification.selectors import tasks_matching
+
+    if source_campaign.pk == target_campaign.pk:
+        raise IngestError("a campaign cannot promote tasks into itself")
+    if source_campaign.kind != target_campaign.kind:
+        raise IngestError("the follow-up campaign must be of the same kind")
+    if target_campaign.parent_id not in (None, source_campaign.pk):
+        raise IngestError(f"campaign {target_campaign.slug} is already a stage of another campaign")
+    if not rule:
+        raise IngestError("a promotion rule needs at least one condition")
+    matching = list(tasks_matching(campaign=source_campaign, filters=rule))
+    drafts = [
+        TaskDraft(
+            key=f"promoted:{task.pk}",
+            kind=task.kind,
+            source=task.source,
+            after_source=task.after_source,
+            grid_row=task.grid_row,
+            grid_col=task.grid_col,
+            window=task.window,
+            bbox=task.bbox,
+            footprint=task.footprint,
+            start_seconds=task.start_seconds,
+            end_seconds=task.end_seconds,
+            media=task.media,
+            flags=task.flags,
+        )
+        for task in matching
+    ]
+    created = tasks_create_batch(campaign=target_campaign, drafts=drafts)
+    by_key = {f"promoted:{task.pk}": task.pk for task in matching}
+    for task in Task.objects.filter(campaign=target_campaign, key__in=list(by_key), promoted_from=None):
+        Task.objects.filter(pk=task.pk).update(promoted_from_id=by_key[task.key])
+    if target_campaign.parent_id is None or target_campaign.promotion_rule != rule:
+        target_campaign.parent = source_campaign
+        target_campaign.promotion_rule = rule
+        target_campaign.save(update_fields=["parent", "promotion_rule"])
+    summary = {
+        "source_campaign": source_campaign.slug,
+        "target_campaign": target_campaign.slug,
+        "matching": len(matching),
+        "tasks_created": created,
+    }
+    ledger_append(
+        campaign=target_campaign,
+        record={
+            "type": "tasks_promoted",
+            **summary,
+            "rule": rule,
+            "source_tasks": [task.pk for task in matching],
+            "by": by.get_username() if by is not None else None,
+        },
+    )
+    return summary
+
+
+# ---------------------------------------------------------------- end of researcher workspace section

@@ -55,3 +55,356 @@ def latest_decisions(campaign: Campaign) -> dict[int, str]:
     ):
         latest[task_id] = label
     return latest
+
+
+# ---------------------------------------------------------------- researcher workspace
+
+from django.db.models import Count, Q  # noqa: E402 (this section is appended by the workspace)
+
+
+class FilterError(ValueError):
+    """An evidence-set or promotion filter that cannot be applied; the message is shown as it is."""
+
+
+def effective_label(task: Task, decisions: dict[int, str]) -> str:
+    """A reviewer's latest decision wins over the crowd's consensus."""
+    if task.pk in decisions:
+        return decisions[task.pk]
+    consensus: Consensus | None = getattr(task, "consensus", None)
+    return consensus.label if consensus is not None else ""
+
+
+def _as_list(value: Any) -> list[str]:
+    if value in (None, "", []):
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def filters_normalise(filters: dict[str, Any]) -> dict[str, Any]:
+    """Check filter keys and values; returns the canonical form stored with evidence sets and rules."""
+    known = {"labels", "label", "min_confidence", "statuses", "status", "aoi"}
+    unknown = set(filters) - known
+    if unknown:
+        raise FilterError(f"unknown filter {sorted(unknown)[0]!r}")
+    out: dict[str, Any] = {}
+    labels = _as_list(filters.get("labels")) + _as_list(filters.get("label"))
+    if labels:
+        out["labels"] = sorted(set(labels))
+    statuses = _as_list(filters.get("statuses")) + _as_list(filters.get("status"))
+    bad = [s for s in statuses if s not in Task.Status.values]
+    if bad:
+        raise FilterError(f"unknown status {bad[0]!r}")
+    if statuses:
+        out["statuses"] = sorted(set(statuses))
+    if filters.get("min_confidence") not in (None, ""):
+        try:
+            minimum = float(filters["min_confidence"])
+        except (TypeError, ValueError) as exc:
+            raise FilterError("min_confidence must be a number between 0 and 1") from exc
+        if not 0 <= minimum <= 1:
+            raise FilterError("min_confidence must be a number between 0 and 1")
+        out["min_confidence"] = minimum
+    if filters.get("aoi"):
+        aoi_geometry(filters["aoi"])
+        out["aoi"] = filters["aoi"]
+    return out
+
+
+def aoi_geometry(aoi: Any) -> Any:
+    """A shapely (Multi)Polygon from GeoJSON (text or object), or FilterError."""
+    from tasks import imagery
+
+    try:
+        return imagery.parse_aoi(aoi)
+    except imagery.ImageryError as exc:
+        raise FilterError(str(exc)) from exc
+
+
+def tasks_matching(*, campaign: Campaign, filters: dict[str, Any]) -> list[Task]:
+    """Non-gold tasks of a campaign whose effective label, confidence, status and footprint match."""
+    from shapely.geometry import shape
+    from shapely.geometry.base import BaseGeometry
+
+    rule = filters_normalise(filters)
+    decisions = latest_decisions(campaign)
+    queryset = consensus_rows(campaign)
+    if rule.get("statuses"):
+        queryset = queryset.filter(status__in=rule["statuses"])
+    if "min_confidence" in rule:
+        # Adjudicated tasks carry a reviewer's word, which counts as certain.
+        queryset = queryset.filter(
+            Q(consensus__confidence__gte=rule["min_confidence"]) | Q(status=Task.Status.ADJUDICATED)
+        )
+    area: BaseGeometry | None = aoi_geometry(rule["aoi"]) if rule.get("aoi") else None
+    labels = set(rule.get("labels", []))
+    matched = []
+    for task in queryset:
+        if labels and effective_label(task, decisions) not in labels:
+            continue
+        if area is not None:
+            if not task.footprint:
+                continue
+            try:
+                if not area.intersects(shape(task.footprint)):
+                    continue
+            except (ValueError, TypeError, AttributeError):
+                continue
+        matched.append(task)
+    return matched
+
+
+def answers_per_hour(campaign: Campaign, *, hours: int = 48) -> list[tuple[Any, int]]:
+    from django.db.models.functions import TruncHour
+
+    from verification.models import Answer
+
+    rows = (
+        Answer.objects.filter(campaign=campaign)
+        .annotate(hour=TruncHour("created_at"))
+        .values("hour")
+        .annotate(n=Count("id"))
+        .order_by("hour")
+    )
+    return [(row["hour"], row["n"]) for row in rows][-hours:]
+
+
+def retired_share_over_time(campaign: Campaign, *, hours: int = 48) -> list[tuple[Any, float]]:
+    """Cumulative share of tasks no longer open, by the hour their consensus last changed."""
+    from django.db.models.functions import TruncHour
+
+    total = consensus_rows(campaign).count()
+    if not total:
+        return []
+    rows = (
+        Consensus.objects.filter(task__campaign=campaign, task__is_gold=False)
+        .exclude(task__status=Task.Status.OPEN)
+        .annotate(hour=TruncHour("updated_at"))
+        .values("hour")
+        .annotate(n=Count("id"))
+        .order_by("hour")
+    )
+    cumulative = 0
+    points: list[tuple[Any, float]] = []
+    for row in rows:
+        cumulative += row["n"]
+        points.append((row["hour"], cumulative / total))
+    return points[-hours:]
+
+
+def agreement_histogram(campaign: Campaign, *, bins: int = 10) -> list[tuple[str, int]]:
+    counts = [0] * bins
+    for agreement in Consensus.objects.filter(
+        task__campaign=campaign, task__is_gold=False, n_answers__gt=0
+    ).values_list("agreement", flat=True):
+        counts[min(int(agreement * bins), bins - 1)] += 1
+    return [(f"{i / bins:.1f}", n) for i, n in enumerate(counts)]
+
+
+def label_distribution(campaign: Campaign) -> list[tuple[str, int]]:
+    decisions = latest_decisions(campaign)
+    counts: dict[str, int] = {}
+    for task in consensus_rows(campaign):
+        label = effective_label(task, decisions)
+        if label:
+            counts[label] = counts.get(label, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def status_counts(campaign: Campaign) -> dict[str, int]:
+    counts = {status: 0 for status in Task.Status.values}
+    for row in consensus_rows(campaign).order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def volunteer_table(campaign: Campaign) -> list[dict[str, Any]]:
+    """Pseudonyms only: answers, reliability, gold record, flags and the block switch of this campaign."""
+    from tasks.models import Volunteer
+    from verification.models import Answer, VolunteerReliability
+
+    answered = dict(
+        Answer.objects.filter(campaign=campaign)
+        .values("volunteer")
+        .annotate(n=Count("id"))
+        .values_list("volunteer", "n")
+    )
+    stats = {
+        r.volunteer_id: r
+        for r in VolunteerReliability.objects.filter(campaign=campaign, volunteer_id__in=answered)
+    }
+    rows = []
+    for volunteer in Volunteer.objects.filter(pk__in=answered).only("public_id", "is_blocked"):
+        stat = stats.get(volunteer.pk)
+        rows.append(
+            {
+                "public_id": str(volunteer.public_id),
+                "pseudonym": volunteer.pseudonym,
+                "answers": answered[volunteer.pk],
+                "reliability": stat.reliability if stat else None,
+                "n_gold": stat.n_gold if stat else 0,
+                "n_gold_correct": stat.n_gold_correct if stat else 0,
+                "flagged": bool(stat and stat.flagged),
+                "blocked": bool(stat and stat.blocked),
+                "blocked_everywhere": volunteer.is_blocked,
+            }
+        )
+    return sorted(rows, key=lambda r: (-r["answers"], r["pseudonym"]))
+
+
+def review_queue(campaign: Campaign, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Tasks that need a reviewer: needs_review first, then answered tasks below the retirement confidence."""
+    decisions = latest_decisions(campaign)
+    queryset = (
+        consensus_rows(campaign)
+        .filter(
+            Q(status=Task.Status.NEEDS_REVIEW)
+            | Q(
+                status__in=[Task.Status.OPEN, Task.Status.RETIRED],
+                consensus__n_answers__gt=0,
+                consensus__confidence__lt=campaign.retirement_confidence,
+            )
+        )
+        .order_by("consensus__confidence", "id")
+    )
+    rows = [
+        {**consensus_row(task, decisions), "reason": getattr(getattr(task, "consensus", None), "reason", "")}
+        for task in queryset[: limit * 2]
+    ]
+    rows.sort(key=lambda r: (r["status"] != Task.Status.NEEDS_REVIEW, r["confidence"], r["task_id"]))
+    return rows[:limit]
+
+
+def task_answers(task: Task) -> list[dict[str, Any]]:
+    from verification.models import Answer, VolunteerReliability
+
+    reliabilities = dict(
+        VolunteerReliability.objects.filter(campaign_id=task.campaign_id).values_list(
+            "volunteer_id", "reliability"
+        )
+    )
+    blocked = set(
+        VolunteerReliability.objects.filter(campaign_id=task.campaign_id, blocked=True).values_list(
+            "volunteer_id", flat=True
+        )
+    )
+    return [
+        {
+            "pseudonym": answer.volunteer.pseudonym,
+            "label": answer.label,
+            "answer": answer.answer,
+            "reliability": reliabilities.get(answer.volunteer_id),
+            "blocked": answer.volunteer_id in blocked or answer.volunteer.is_blocked,
+            "created_at": answer.created_at,
+        }
+        for answer in Answer.objects.filter(task=task).select_related("volunteer").order_by("id")
+    ]
+
+
+def task_decisions(task: Task) -> list[Decision]:
+    """Newest first: the first is the one in force."""
+    return list(Decision.objects.filter(task=task).select_related("reviewer").order_by("-id"))
+
+
+def campaign_overview_bounds(campaign: Campaign) -> list[list[float]] | None:
+    """[[south, west], [north, east]] of the whole plan grid that Task.media["overview"] shows.
+
+    Extrapolated from the tiles' bboxes and pixel windows, because the overview covers the full grid even
+    where edge tiles were skipped.
+    """
+    tasks = list(
+        Task.objects.filter(campaign=campaign, bbox__isnull=False, window__isnull=False).values_list(
+            "bbox", "window", "media"
+        )[:5000]
+    )
+    tasks = [t for t in tasks if t[2].get("overview") and t[1] and "grid_width" in t[1]]
+    if not tasks:
+        return None
+    overview = tasks[0][2]["overview"]
+    tasks = [t for t in tasks if t[2].get("overview") == overview]
+    west = min(t[0][0] for t in tasks)
+    south = min(t[0][1] for t in tasks)
+    east = max(t[0][2] for t in tasks)
+    north = max(t[0][3] for t in tasks)
+    col_min = min(t[1]["col_off"] for t in tasks)
+    col_max = max(t[1]["col_off"] + t[1]["width"] for t in tasks)
+    row_min = min(t[1]["row_off"] for t in tasks)
+    row_max = max(t[1]["row_off"] + t[1]["height"] for t in tasks)
+    grid_width, grid_height = tasks[0][1]["grid_width"], tasks[0][1]["grid_height"]
+    lon_px = (east - west) / max(col_max - col_min, 1)
+    lat_px = (north - south) / max(row_max - row_min, 1)
+    grid_west = west - col_min * lon_px
+    grid_north = north + row_min * lat_px
+    return [
+        [grid_north - grid_height * lat_px, grid_west],
+        [grid_north, grid_west + grid_width * lon_px],
+    ]
+
+
+LABEL_COLOURS = ["#d62728", "#2ca02c", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def label_colours(campaign: Campaign) -> dict[str, str]:
+    """A stable colour per choice of the primary question; unsure and unlabelled tasks are grey."""
+    primary = campaign.question_set["primary"]
+    question = next(q for q in campaign.question_set["questions"] if q["key"] == primary)
+    colours = {}
+    index = 0
+    for choice in question.get("choices", []):
+        if choice["value"] == "unsure":
+            colours["unsure"] = "#7f7f7f"
+            continue
+        colours[choice["value"]] = LABEL_COLOURS[index % len(LABEL_COLOURS)]
+        index += 1
+    return colours
+
+
+def campaign_geojson(campaign: Campaign, *, task_url: Any) -> dict[str, Any]:
+    """A FeatureCollection of the campaign's imagery tasks with label, confidence, status and colour."""
+    decisions = latest_decisions(campaign)
+    colours = label_colours(campaign)
+    features = []
+    for task in consensus_rows(campaign).filter(footprint__isnull=False):
+        consensus: Consensus | None = getattr(task, "consensus", None)
+        label = effective_label(task, decisions)
+        features.append(
+            {
+                "type": "Feature",
+                "id": task.pk,
+                "geometry": task.footprint,
+                "properties": {
+                    "task_id": task.pk,
+                    "label": label or None,
+                    "confidence": round(consensus.confidence, 4) if consensus else 0.0,
+                    "agreement": round(consensus.agreement, 4) if consensus else 0.0,
+                    "n_answers": consensus.n_answers if consensus else 0,
+                    "status": task.status,
+                    "adjudicated": task.pk in decisions,
+                    "color": colours.get(label, "#7f7f7f") if label else "#bbbbbb",
+                    "url": task_url(task),
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def evidence_set_rows(evidence_set: Any) -> list[dict[str, Any]]:
+    from verification.models import EvidenceItem
+
+    campaign = evidence_set.campaign
+    decisions = latest_decisions(campaign)
+    items = (
+        EvidenceItem.objects.filter(evidence_set=evidence_set)
+        .select_related("task", "task__consensus")
+        .order_by("task_id")
+    )
+    rows = []
+    for item in items:
+        row = consensus_row(item.task, decisions)
+        row["manual"] = item.manual
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- end of researcher workspace section

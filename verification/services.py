@@ -396,3 +396,205 @@ def decision_record(*, task: Task, reviewer: User, label: str, note: str) -> Dec
         },
     )
     return decision
+
+
+# ---------------------------------------------------------------- researcher workspace: volunteers, evidence sets
+
+
+class EvidenceSetFrozen(Exception):
+    """A frozen evidence set never changes: derive a new version instead."""
+
+
+class EvidenceSetError(ValueError):
+    """Bad input for an evidence set (name, filters, tasks); the message is shown as it is."""
+
+
+@transaction.atomic
+def volunteer_block_set(
+    *, campaign: Campaign, volunteer: Volunteer, blocked: bool, by: User
+) -> dict[str, Any]:
+    """Block (or unblock) a volunteer's answers in one campaign, then refit the campaign's consensus."""
+    stats, _ = VolunteerReliability.objects.get_or_create(campaign=campaign, volunteer=volunteer)
+    if stats.blocked != blocked:
+        stats.blocked = blocked
+        stats.save(update_fields=["blocked", "updated_at"])
+        ledger_append(
+            campaign=campaign,
+            record={
+                "type": "volunteer_blocked" if blocked else "volunteer_unblocked",
+                "volunteer": volunteer_commitment(campaign=campaign, volunteer=volunteer),
+                "by": by.get_username(),
+            },
+        )
+    summary = consensus_recompute_campaign(campaign=campaign)
+    # Tasks whose only answers came from this volunteer keep a stale consensus after a refit: redo them.
+    for task in Task.objects.filter(
+        campaign=campaign, answers__volunteer=volunteer, is_gold=False
+    ).distinct():
+        consensus_update_task(task=task)
+    return summary
+
+
+def _evidence_record(evidence_set: Any, kind: str, by: User, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "evidence_set": evidence_set.pk,
+        "name": evidence_set.name,
+        "version": evidence_set.version,
+        "by": by.get_username(),
+        **extra,
+    }
+
+
+@transaction.atomic
+def evidence_set_create(
+    *,
+    campaign: Campaign,
+    name: str,
+    by: User,
+    filters: dict[str, Any] | None = None,
+    description: str = "",
+) -> Any:
+    """A new evidence set (version 1) holding the campaign's tasks that match `filters` (none: empty set)."""
+    from verification.models import EvidenceItem, EvidenceSet
+    from verification.selectors import FilterError, filters_normalise, tasks_matching
+
+    name = name.strip()
+    if not name:
+        raise EvidenceSetError("an evidence set needs a name")
+    if EvidenceSet.objects.filter(campaign=campaign, name=name).exists():
+        raise EvidenceSetError(f"an evidence set called {name!r} already exists; derive a new version of it")
+    try:
+        rule = filters_normalise(filters or {})
+        tasks = tasks_matching(campaign=campaign, filters=rule) if rule else []
+    except FilterError as exc:
+        raise EvidenceSetError(str(exc)) from exc
+    evidence_set = EvidenceSet.objects.create(
+        campaign=campaign, name=name, version=1, description=description, filters=rule, created_by=by
+    )
+    EvidenceItem.objects.bulk_create([EvidenceItem(evidence_set=evidence_set, task=t) for t in tasks])
+    ledger_append(
+        campaign=campaign,
+        record=_evidence_record(
+            evidence_set, "evidence_set_created", by, filters=rule, tasks=sorted(t.pk for t in tasks)
+        ),
+    )
+    return evidence_set
+
+
+def _locked_open_set(evidence_set: Any) -> Any:
+    from verification.models import EvidenceSet
+
+    locked = EvidenceSet.objects.select_for_update().get(pk=evidence_set.pk)
+    if locked.frozen_at is not None:
+        raise EvidenceSetFrozen(f"{locked} is frozen; derive a new version to change it")
+    return locked
+
+
+@transaction.atomic
+def evidence_set_add(*, evidence_set: Any, task_ids: list[int], by: User) -> int:
+    """Add tasks by hand (marked manual); tasks already in the set are left as they are."""
+    from verification.models import EvidenceItem
+
+    evidence_set = _locked_open_set(evidence_set)
+    wanted = set(task_ids)
+    tasks = set(
+        Task.objects.filter(campaign_id=evidence_set.campaign_id, pk__in=wanted).values_list("pk", flat=True)
+    )
+    missing = wanted - tasks
+    if missing:
+        raise EvidenceSetError(f"task {min(missing)} is not in this campaign")
+    present = set(
+        EvidenceItem.objects.filter(evidence_set=evidence_set, task_id__in=tasks).values_list(
+            "task_id", flat=True
+        )
+    )
+    fresh = sorted(tasks - present)
+    EvidenceItem.objects.bulk_create(
+        [EvidenceItem(evidence_set=evidence_set, task_id=task_id, manual=True) for task_id in fresh]
+    )
+    if fresh:
+        ledger_append(
+            campaign=evidence_set.campaign,
+            record=_evidence_record(evidence_set, "evidence_set_added", by, tasks=fresh),
+        )
+    return len(fresh)
+
+
+@transaction.atomic
+def evidence_set_remove(*, evidence_set: Any, task_ids: list[int], by: User) -> int:
+    from verification.models import EvidenceItem
+
+    evidence_set = _locked_open_set(evidence_set)
+    items = EvidenceItem.objects.filter(evidence_set=evidence_set, task_id__in=set(task_ids))
+    removed = sorted(items.values_list("task_id", flat=True))
+    items.delete()
+    if removed:
+        ledger_append(
+            campaign=evidence_set.campaign,
+            record=_evidence_record(evidence_set, "evidence_set_removed", by, tasks=removed),
+        )
+    return len(removed)
+
+
+@transaction.atomic
+def evidence_set_freeze(*, evidence_set: Any, by: User) -> Any:
+    """Freeze a set for good; the ledger keeps its exact task list and each task's label at that moment."""
+    from verification.selectors import evidence_set_rows
+
+    evidence_set = _locked_open_set(evidence_set)
+    evidence_set.frozen_at = timezone.now()
+    evidence_set.save(update_fields=["frozen_at"])
+    rows = evidence_set_rows(evidence_set)
+    ledger_append(
+        campaign=evidence_set.campaign,
+        record=_evidence_record(
+            evidence_set,
+            "evidence_set_frozen",
+            by,
+            tasks=[{"task": r["task_id"], "label": r["label"], "confidence": r["confidence"]} for r in rows],
+        ),
+    )
+    return evidence_set
+
+
+@transaction.atomic
+def evidence_set_derive(*, evidence_set: Any, by: User) -> Any:
+    """Copy a set into a new, open version (the highest version of its name plus one)."""
+    from django.db.models import Max
+
+    from verification.models import EvidenceItem, EvidenceSet
+
+    latest = (
+        EvidenceSet.objects.filter(campaign_id=evidence_set.campaign_id, name=evidence_set.name).aggregate(
+            v=Max("version")
+        )["v"]
+        or 0
+    )
+    derived = EvidenceSet.objects.create(
+        campaign_id=evidence_set.campaign_id,
+        name=evidence_set.name,
+        version=latest + 1,
+        description=evidence_set.description,
+        filters=evidence_set.filters,
+        derived_from=evidence_set,
+        created_by=by,
+    )
+    items = list(EvidenceItem.objects.filter(evidence_set=evidence_set).order_by("task_id"))
+    EvidenceItem.objects.bulk_create(
+        [EvidenceItem(evidence_set=derived, task_id=item.task_id, manual=item.manual) for item in items]
+    )
+    ledger_append(
+        campaign=evidence_set.campaign,
+        record=_evidence_record(
+            derived,
+            "evidence_set_derived",
+            by,
+            derived_from=evidence_set.pk,
+            tasks=[i.task_id for i in items],
+        ),
+    )
+    return derived
+
+
+# ---------------------------------------------------------------- end of researcher workspace section
