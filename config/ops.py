@@ -21,12 +21,14 @@ def _check_database() -> str:
 
 
 def _check_broker() -> str:
-    from django_q.brokers import get_broker
-
-    broker = get_broker()
     if settings.REDIS_URL:
-        return "ok" if broker.ping() else "down"
-    broker.queue_size()
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+        return "ok" if client.ping() else "down"
+    from django_q.models import OrmQ
+
+    OrmQ.objects.count()  # the ORM broker is a table in the database
     return "ok"
 
 

@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.SecurityHeadersMiddleware",
+    "config.resilience.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -199,7 +200,14 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"answers": "120/min", "next_task": "240/min"},
+    # A person answers at most about one task a second, in bursts; scripts go faster and for longer.
+    "DEFAULT_THROTTLE_RATES": {
+        "answers_burst": os.environ.get("RATE_ANSWERS_BURST", "10/10s"),
+        "answers": os.environ.get("RATE_ANSWERS", "60/min"),
+        "next_task_burst": os.environ.get("RATE_NEXT_TASK_BURST", "20/10s"),
+        "next_task": os.environ.get("RATE_NEXT_TASK", "120/min"),
+        "newcomers": os.environ.get("RATE_NEWCOMERS", "600/min"),
+    },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -212,7 +220,11 @@ CORROBORATE_RATE_LIMITS = env_bool("CORROBORATE_RATE_LIMITS", True)
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "corroborate"}}
 if REDIS_URL:
-    CACHES["default"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    CACHES["default"] = {
+        "BACKEND": "config.cache.ResilientRedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

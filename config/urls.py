@@ -19,10 +19,13 @@ api_v1 = [
     ),
     path("tasks/<int:task_id>", task_api.TaskDetailView.as_view(), name="api-task"),
     path("tasks/<int:task_id>/answers", verification_api.AnswerCreateView.as_view(), name="api-answers"),
+    path("tasks/<int:task_id>/skip", task_api.TaskSkipView.as_view(), name="api-task-skip"),
+    path("tasks/<int:task_id>/lease", task_api.TaskLeaseView.as_view(), name="api-task-lease"),
 ]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include(api_v1)),
     path("researcher/", include("frontend.researcher_urls")),
