@@ -19,7 +19,10 @@ from tasks.models import Assignment, Campaign, Task
 
 
 class VolunteerThrottle(SimpleRateThrottle):
-    """Per-session (or per-user) limits, generous for people and tight for scripts; no IP address is kept."""
+    """Per-session (or per-user) limits, generous for people and tight for scripts; no IP address is kept.
+
+    Rates may name a window of several seconds ("10/10s"), for burst limits next to per-minute ones.
+    """
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         from django.conf import settings
@@ -35,13 +38,49 @@ class VolunteerThrottle(SimpleRateThrottle):
                 return None
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
+    def parse_rate(self, rate: str | None) -> tuple[int | None, int | None]:
+        if rate is None:
+            return (None, None)
+        count, period = rate.split("/")
+        digits = "".join(c for c in period if c.isdigit())
+        unit = period[len(digits) :][:1]
+        seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+        return int(count), seconds * int(digits or 1)
+
+
+class NewcomerThrottle(VolunteerThrottle):
+    """One site-wide budget for requests that come without a volunteer session.
+
+    A script that throws its cookies away would otherwise create volunteers without limit; with no IP
+    address to tell clients apart, they share this budget (generous: a campaign launch brings crowds).
+    """
+
+    scope = "newcomers"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        from django.conf import settings
+
+        if not settings.CORROBORATE_RATE_LIMITS or (request.user and request.user.is_authenticated):
+            return None
+        if hasattr(request, "session") and request.session.get("volunteer"):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": "all"}
+
 
 class NextTaskThrottle(VolunteerThrottle):
     scope = "next_task"
 
 
+class NextTaskBurstThrottle(VolunteerThrottle):
+    scope = "next_task_burst"
+
+
 class AnswerThrottle(VolunteerThrottle):
     scope = "answers"
+
+
+class AnswerBurstThrottle(VolunteerThrottle):
+    scope = "answers_burst"
 
 
 class CampaignSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -126,19 +165,23 @@ NextTaskResponse = inline_serializer(
         "task": TaskSerializer(),
         "question_set": serializers.DictField(),
         "lease_expires_at": serializers.DateTimeField(),
+        "lease_seconds": serializers.IntegerField(),
+        "graphic": serializers.BooleanField(),
+        "graphic_opt_in": serializers.BooleanField(),
         "progress": serializers.DictField(),
     },
 )
 
 
 class NextTaskView(APIView):
-    throttle_classes = [NextTaskThrottle]
+    throttle_classes = [NewcomerThrottle, NextTaskBurstThrottle, NextTaskThrottle]
 
     @extend_schema(
         request=None,
         responses={
             200: NextTaskResponse,
             204: OpenApiResponse(description="Nothing left for this volunteer"),
+            429: OpenApiResponse(description="Too many requests; the body says when to retry"),
         },
         summary="Lease the next task for the calling volunteer",
     )
@@ -153,20 +196,90 @@ class NextTaskView(APIView):
         get_token(request._request)  # a CSRF cookie for the answers that follow
         if volunteer.is_blocked:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        assignment = services.task_lease_next(campaign=campaign, volunteer=volunteer)
-        if assignment is None:
+        leased = services.task_lease_next_with_stats(campaign=campaign, volunteer=volunteer)
+        if leased is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(next_task_payload(assignment, campaign=campaign))
+        return Response(next_task_payload(leased.assignment, campaign=campaign, stats=leased.stats))
 
 
-def next_task_payload(assignment: Assignment, *, campaign: Campaign) -> dict[str, Any]:
-    task = Task.objects.select_related("campaign", "source", "after_source").get(pk=assignment.task_id)
+def next_task_payload(
+    assignment: Assignment, *, campaign: Campaign, stats: dict[str, int] | None = None
+) -> dict[str, Any]:
+    task = assignment.task
+    if task.campaign_id != campaign.pk or "source" not in task._state.fields_cache:
+        task = Task.objects.select_related("source", "after_source").get(pk=assignment.task_id)
+    task.campaign = campaign
+    volunteer = assignment.volunteer
     return {
         "task": task_payload(task, for_volunteer=True),
         "question_set": campaign.question_set,
         "lease_expires_at": assignment.expires_at.isoformat(),
-        "progress": selectors.volunteer_progress(campaign=campaign, volunteer=assignment.volunteer),
+        "lease_seconds": campaign.lease_seconds,
+        "graphic": bool((task.flags or {}).get("graphic")),
+        "graphic_opt_in": volunteer.graphic_opt_in,
+        "progress": selectors.volunteer_progress(
+            campaign=campaign, volunteer=volunteer, now=assignment.leased_at, stats=stats
+        ),
     }
+
+
+class TaskLeaseView(APIView):
+    """Renew the calling volunteer's lease on a task while they work on it."""
+
+    throttle_classes = [NextTaskBurstThrottle, NextTaskThrottle]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "LeaseRenewed",
+                {"task_id": serializers.IntegerField(), "lease_expires_at": serializers.DateTimeField()},
+            ),
+            403: OpenApiResponse(description="No volunteer session"),
+            409: OpenApiResponse(description="No lease on this task, or it expired and the task moved on"),
+        },
+        summary="Renew the lease on a task",
+    )
+    def post(self, request: Request, task_id: int) -> Response:
+        task = get_object_or_404(Task.objects.select_related("campaign"), pk=task_id)
+        volunteer = services.volunteer_for_request(request._request, create=False)
+        if volunteer is None:
+            return Response(
+                {"detail": "no volunteer session: ask for a task first"}, status=status.HTTP_403_FORBIDDEN
+            )
+        try:
+            assignment = services.lease_renew(task=task, volunteer=volunteer)
+        except services.LeaseError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response({"task_id": task.pk, "lease_expires_at": assignment.expires_at.isoformat()})
+
+
+class TaskSkipView(APIView):
+    """Pass on a task: it is never served to this volunteer again."""
+
+    throttle_classes = [NextTaskBurstThrottle, NextTaskThrottle]
+
+    @extend_schema(
+        request=None,
+        responses={
+            204: OpenApiResponse(description="Skipped"),
+            403: OpenApiResponse(description="No volunteer session"),
+            409: OpenApiResponse(description="Already answered"),
+        },
+        summary="Skip a task",
+    )
+    def post(self, request: Request, task_id: int) -> Response:
+        task = get_object_or_404(Task, pk=task_id)
+        volunteer = services.volunteer_for_request(request._request, create=False)
+        if volunteer is None:
+            return Response(
+                {"detail": "no volunteer session: ask for a task first"}, status=status.HTTP_403_FORBIDDEN
+            )
+        try:
+            services.task_skip(task=task, volunteer=volunteer)
+        except services.LeaseError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class TaskDetailView(APIView):

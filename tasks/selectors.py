@@ -32,11 +32,32 @@ def volunteer_answered_count(*, campaign: Campaign, volunteer: Volunteer) -> int
     ).count()
 
 
+def volunteer_answer_stats(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> dict[str, int]:
+    """The volunteer's answers in this campaign and (in every campaign) since midnight UTC, in one query."""
+    from verification.models import Answer
+
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    counts = Answer.objects.filter(volunteer=volunteer).aggregate(
+        answered=Count("id", filter=Q(campaign=campaign)),
+        answered_today=Count("id", filter=Q(created_at__gte=midnight)),
+    )
+    return {"answered": counts["answered"] or 0, "answered_today": counts["answered_today"] or 0}
+
+
+def _open_leases(*, now: Any, volunteer: Volunteer) -> QuerySet[Assignment]:
+    return Assignment.objects.filter(state=Assignment.State.LEASED, expires_at__gt=now).exclude(
+        volunteer=volunteer
+    )
+
+
 def task_candidates(*, campaign: Campaign, volunteer: Volunteer, now: Any, gold: bool) -> QuerySet[Task]:
     """Open tasks this volunteer has not answered or skipped, with a free slot, most informative first.
 
     A task still needs max(min_answers - answers, 1) more answers (never more than max_answers in all);
-    unexpired leases of other volunteers hold those slots. Gold tasks are shown to every volunteer once.
+    unexpired leases of other volunteers hold those slots, expired ones count for nothing. Gold tasks are
+    shown to every volunteer once. `priority` (answers so far plus the consensus's uncertainty, kept by
+    the consensus service) puts the tasks closest to retirement, then the most uncertain, first.
+    This count is a pre-filter read before any lock: `task_slots_left` re-checks under the task's lock.
     """
     done_or_skipped = Assignment.objects.filter(
         task=OuterRef("pk"),
@@ -44,8 +65,8 @@ def task_candidates(*, campaign: Campaign, volunteer: Volunteer, now: Any, gold:
         state__in=[Assignment.State.ANSWERED, Assignment.State.SKIPPED],
     )
     open_leases = (
-        Assignment.objects.filter(task=OuterRef("pk"), state=Assignment.State.LEASED, expires_at__gt=now)
-        .exclude(volunteer=volunteer)
+        _open_leases(now=now, volunteer=volunteer)
+        .filter(task=OuterRef("pk"))
         .order_by()
         .values("task")
         .annotate(n=Count("pk"))
@@ -62,6 +83,56 @@ def task_candidates(*, campaign: Campaign, volunteer: Volunteer, now: Any, gold:
             open_leases__lt=Greatest(Value(campaign.min_answers) - F("answer_count"), Value(1)),
         )
     return queryset.order_by("-priority", "id")
+
+
+def task_slots_left(*, task: Task, campaign: Campaign, volunteer: Volunteer, now: Any) -> int:
+    """How many more volunteers (besides this one) may lease the task now, read fresh.
+
+    Call it while holding the task's row lock: every lease of a task is written under that lock, so the
+    count cannot change until the caller commits. Gold tasks have no slot limit.
+    """
+    if task.is_gold:
+        return 1
+    needed = min(max(campaign.min_answers - task.answer_count, 1), campaign.max_answers - task.answer_count)
+    return needed - _open_leases(now=now, volunteer=volunteer).filter(task=task).count()
+
+
+def campaign_percent_done(campaign: Campaign) -> int:
+    """Share of the campaign's (non-gold) tasks that no longer need answers, cached for a short while.
+
+    It is shown with every task, so it must not cost a COUNT over the campaign's tasks on each request.
+    """
+    from django.core.cache import cache
+
+    key = f"campaign-percent:{campaign.pk}"
+    percent = cache.get(key)
+    if percent is None:
+        counts = Task.objects.filter(campaign=campaign, is_gold=False, source__ready=True).aggregate(
+            total=Count("id"), done=Count("id", filter=~Q(status=Task.Status.OPEN))
+        )
+        total = counts["total"] or 0
+        percent = round(100 * (counts["done"] or 0) / total) if total else 0
+        cache.set(key, percent, timeout=30)
+    return int(percent)
+
+
+def field_guide_examples(campaign: Campaign) -> dict[str, Task]:
+    """One gold task per expected answer of the primary question, to illustrate the field guide."""
+    primary = campaign.question_set.get("primary")
+    examples: dict[str, Task] = {}
+    for task in Task.objects.filter(campaign=campaign, is_gold=True).order_by("id")[:200]:
+        label = (task.gold_answer or {}).get(primary)
+        if isinstance(label, str) and label not in examples:
+            examples[label] = task
+    return examples
+
+
+def tutorial_tasks(campaign: Campaign) -> dict[int, Task]:
+    """The tasks that tutorial steps point at (a step may name a task whose media illustrate it)."""
+    ids = [
+        s["task"] for s in campaign.tutorial or [] if isinstance(s, dict) and isinstance(s.get("task"), int)
+    ]
+    return Task.objects.filter(campaign=campaign, pk__in=ids).in_bulk() if ids else {}
 
 
 def campaigns_for_home() -> QuerySet[Campaign]:
@@ -113,10 +184,15 @@ def researcher_campaigns(user: Any) -> QuerySet[Campaign]:
     return Campaign.objects.filter(memberships__user=user)
 
 
-def volunteer_progress(*, campaign: Campaign, volunteer: Volunteer | None) -> dict[str, int]:
+def volunteer_progress(
+    *, campaign: Campaign, volunteer: Volunteer | None, now: Any, stats: dict[str, int] | None = None
+) -> dict[str, int]:
+    """What the classify page shows: your answers here and today, and how far the campaign has come."""
     if volunteer is None:
-        return {"answered": 0}
-    return {"answered": volunteer_answered_count(campaign=campaign, volunteer=volunteer)}
+        stats = {"answered": 0, "answered_today": 0}
+    elif stats is None:
+        stats = volunteer_answer_stats(campaign=campaign, volunteer=volunteer, now=now)
+    return {**stats, "campaign_percent": campaign_percent_done(campaign)}
 
 
 def segment_near_duplicates(task: Task) -> list[dict[str, Any]]:

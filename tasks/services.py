@@ -226,10 +226,24 @@ def volunteer_register(*, volunteer: Volunteer, user: User) -> Volunteer:
 
 
 GOLD_RAMP = ((20, 0.4), (40, 0.3), (60, 0.2))
+CANDIDATE_TRIES = 5
+
+
+class LeaseError(ValueError):
+    """A lease that cannot be renewed or a task that cannot be skipped: the message is shown as it is."""
+
+
+@dataclass
+class LeaseResult:
+    assignment: Assignment
+    stats: dict[str, int]
 
 
 def gold_share_for(*, campaign: Campaign, answered: int) -> float:
-    """Zooniverse-style training ramp: more gold for newcomers, tapering to the campaign's share."""
+    """Zooniverse-style training ramp: more gold for newcomers, tapering to the campaign's share.
+
+    40% of a newcomer's first 20 tasks, then 30%, 20%, and the campaign's own share from the 60th on.
+    """
     for below, share in GOLD_RAMP:
         if answered < below:
             return max(share, campaign.gold_share) if campaign.gold_share > 0 else 0.0
@@ -237,12 +251,20 @@ def gold_share_for(*, campaign: Campaign, answered: int) -> float:
 
 
 def task_lease_next(*, campaign: Campaign, volunteer: Volunteer, now: Any = None) -> Assignment | None:
-    """Lease the next task for a volunteer, or None when nothing is left for them.
+    """Lease the next task for a volunteer, or None when nothing is left for them."""
+    result = task_lease_next_with_stats(campaign=campaign, volunteer=volunteer, now=now)
+    return result.assignment if result is not None else None
 
-    Concurrency: on PostgreSQL the candidate task row is locked with FOR UPDATE SKIP LOCKED, so two
-    volunteers never take the last open slot of one task; on SQLite the IMMEDIATE transaction serialises
-    writers. The open-slot rule counts unexpired leases, so a task is never leased to more volunteers than
-    it still needs answers.
+
+def task_lease_next_with_stats(
+    *, campaign: Campaign, volunteer: Volunteer, now: Any = None
+) -> LeaseResult | None:
+    """Lease the next task, returning the volunteer's answer counts read on the way (for the progress line).
+
+    Concurrency: on PostgreSQL the candidate task row is locked with FOR UPDATE SKIP LOCKED and its open
+    leases are counted again under that lock (a statement snapshot taken before another volunteer's lease
+    committed would otherwise miss it), so a task is never leased to more volunteers than it still needs
+    answers. On SQLite the IMMEDIATE transaction serialises writers, so the same re-count is exact.
     """
     now = now or timezone.now()
     for attempt in range(3):
@@ -256,60 +278,102 @@ def task_lease_next(*, campaign: Campaign, volunteer: Volunteer, now: Any = None
     return None
 
 
-def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> Assignment | None:
+def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> LeaseResult | None:
     expires_at = now + timedelta(seconds=campaign.lease_seconds)
+    stats = selectors.volunteer_answer_stats(campaign=campaign, volunteer=volunteer, now=now)
     current = selectors.lease_current(campaign=campaign, volunteer=volunteer, now=now)
     if current is not None:
         current.expires_at = expires_at
         current.save(update_fields=["expires_at"])
-        return current
-    answered = selectors.volunteer_answered_count(campaign=campaign, volunteer=volunteer)
-    share = gold_share_for(campaign=campaign, answered=answered)
-    rng = random.Random(f"{volunteer.public_id}:{campaign.pk}:{answered}")
+        return LeaseResult(current, stats)
+    share = gold_share_for(campaign=campaign, answered=stats["answered"])
+    rng = random.Random(f"{volunteer.public_id}:{campaign.pk}:{stats['answered']}")
     order = [True, False] if rng.random() < share else [False, True]
     skip_locked = connection.features.has_select_for_update_skip_locked
     for gold in order:
-        candidates = selectors.task_candidates(campaign=campaign, volunteer=volunteer, now=now, gold=gold)
-        if skip_locked:
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        task = candidates.first()
-        if task is None:
-            continue
-        assignment, _ = Assignment.objects.update_or_create(
-            task=task,
-            volunteer=volunteer,
-            defaults={
-                "campaign": campaign,
-                "state": Assignment.State.LEASED,
-                "leased_at": now,
-                "expires_at": expires_at,
-            },
-        )
-        return assignment
+        full: list[int] = []
+        for _ in range(CANDIDATE_TRIES):
+            candidates = selectors.task_candidates(
+                campaign=campaign, volunteer=volunteer, now=now, gold=gold
+            ).select_related("source", "after_source")
+            if full:
+                candidates = candidates.exclude(pk__in=full)
+            if skip_locked:
+                candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+            task = candidates.first()
+            if task is None:
+                break
+            if selectors.task_slots_left(task=task, campaign=campaign, volunteer=volunteer, now=now) <= 0:
+                full.append(task.pk)
+                continue
+            task.campaign = campaign
+            return LeaseResult(
+                _lease_write(task=task, volunteer=volunteer, now=now, expires_at=expires_at), stats
+            )
     return None
 
 
-@transaction.atomic
-def lease_renew(*, assignment: Assignment) -> Assignment:
-    now = timezone.now()
-    if assignment.state == Assignment.State.LEASED:
-        assignment.expires_at = now + timedelta(seconds=assignment.campaign.lease_seconds)
-        assignment.save(update_fields=["expires_at"])
+def _lease_write(*, task: Task, volunteer: Volunteer, now: Any, expires_at: Any) -> Assignment:
+    # An earlier, expired lease of this volunteer on this task is taken up again; otherwise a new row.
+    fields = {"state": Assignment.State.LEASED, "leased_at": now, "expires_at": expires_at}
+    updated = Assignment.objects.filter(task=task, volunteer=volunteer, state=Assignment.State.LEASED).update(
+        **fields
+    )
+    if updated:
+        assignment = Assignment.objects.get(task=task, volunteer=volunteer)
+    else:
+        assignment = Assignment.objects.create(
+            task=task, volunteer=volunteer, campaign=task.campaign, **fields
+        )
+    assignment.task = task
+    assignment.volunteer = volunteer
     return assignment
 
 
 @transaction.atomic
-def task_skip(*, task: Task, volunteer: Volunteer) -> None:
-    Assignment.objects.update_or_create(
-        task=task,
-        volunteer=volunteer,
-        defaults={
-            "campaign_id": task.campaign_id,
-            "state": Assignment.State.SKIPPED,
-            "leased_at": timezone.now(),
-            "expires_at": timezone.now(),
-        },
-    )
+def lease_renew(*, task: Task, volunteer: Volunteer, now: Any = None) -> Assignment:
+    """Extend the volunteer's lease on a task while they work on it.
+
+    An expired lease is renewed only if the task could still be leased to them (open, with a free slot),
+    so that a volunteer who comes back from a long pause does not push the task over its answers.
+    """
+    now = now or timezone.now()
+    campaign = task.campaign
+    if connection.features.has_select_for_update:
+        task = Task.objects.select_for_update(of=("self",)).select_related("campaign").get(pk=task.pk)
+    assignment = Assignment.objects.filter(task=task, volunteer=volunteer).first()
+    if assignment is None or assignment.state != Assignment.State.LEASED:
+        raise LeaseError("you do not hold a lease on this task")
+    if assignment.expires_at <= now and (
+        task.status != Task.Status.OPEN
+        or selectors.task_slots_left(task=task, campaign=campaign, volunteer=volunteer, now=now) <= 0
+    ):
+        raise LeaseError("your lease on this task has expired and the task is no longer available")
+    assignment.expires_at = now + timedelta(seconds=campaign.lease_seconds)
+    assignment.save(update_fields=["expires_at"])
+    return assignment
+
+
+@transaction.atomic
+def task_skip(*, task: Task, volunteer: Volunteer) -> Assignment:
+    """The volunteer passes on a task: it is never served to them again and its slot is freed."""
+    now = timezone.now()
+    assignment = Assignment.objects.filter(task=task, volunteer=volunteer).first()
+    if assignment is not None and assignment.state == Assignment.State.ANSWERED:
+        raise LeaseError("you already answered this task")
+    if assignment is None:
+        return Assignment.objects.create(
+            task=task,
+            volunteer=volunteer,
+            campaign_id=task.campaign_id,
+            state=Assignment.State.SKIPPED,
+            leased_at=now,
+            expires_at=now,
+        )
+    assignment.state = Assignment.State.SKIPPED
+    assignment.expires_at = now
+    assignment.save(update_fields=["state", "expires_at"])
+    return assignment
 
 
 # ---------------------------------------------------------------- jobs

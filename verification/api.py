@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tasks import selectors as task_selectors
-from tasks.api import AnswerThrottle
+from tasks.api import AnswerBurstThrottle, AnswerThrottle
 from tasks.models import Campaign, Task
 from tasks.questions import AnswerError, primary_label
 from tasks.services import volunteer_for_request
@@ -65,7 +65,7 @@ def answer_payload(answer: Answer) -> dict[str, Any]:
 
 
 class AnswerCreateView(APIView):
-    throttle_classes = [AnswerThrottle]
+    throttle_classes = [AnswerBurstThrottle, AnswerThrottle]
 
     @extend_schema(
         request=AnswerIn,

@@ -92,10 +92,9 @@ def answer_submit(
                 f"campaign {campaign.slug} is {campaign.status} and does not accept answers"
             )
         normalised = validate_answer(campaign.question_set, answer, tile_size_px=_tile_size(task))
-        holds_lease = Assignment.objects.filter(
-            task=task, volunteer=volunteer, state=Assignment.State.LEASED
-        ).exists()
-        if not task.is_gold and not holds_lease and task.answer_count >= campaign.max_answers:
+        # Even a lease holder is refused once the task is full: an expired lease's slot may have been
+        # given to someone else, and a task never takes more than max_answers.
+        if not task.is_gold and task.answer_count >= campaign.max_answers:
             raise TaskNotAnswerable("this task already has all the answers it needs")
         label = primary_label(campaign.question_set, normalised) or ""
         created = Answer.objects.create(
