@@ -426,7 +426,7 @@ def job_finish(job: Job, *, result: dict[str, Any] | None = None, error: str | N
 
 
 SOFTWARE = "corroborate 0.1.0"
-TASK_BATCH = 200
+TASK_BATCH = 50  # tasks are committed (and progress reported) in batches this size
 
 
 def _sha256_and_size(path: str | Path) -> tuple[str, int]:
