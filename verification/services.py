@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from tasks.models import Assignment, Campaign, Task, Volunteer
+from tasks.models import Assignment, Campaign, Source, Task, Volunteer
 from tasks.questions import UNSURE, AnswerError, primary_label, validate_answer
 from verification import aggregation, ledger
-from verification.models import Answer, Consensus, Decision, LedgerEntry, LedgerHead, VolunteerReliability
+from verification.models import (
+    Answer,
+    Consensus,
+    Decision,
+    EvidenceItem,
+    EvidenceSet,
+    Export,
+    LedgerEntry,
+    LedgerHead,
+    VolunteerReliability,
+)
 
 logger = logging.getLogger("corroborate.verification")
 
@@ -597,3 +610,675 @@ def evidence_set_derive(*, evidence_set: Any, by: User) -> Any:
 
 
 # ---------------------------------------------------------------- end of researcher workspace section
+
+
+# ---------------------------------------------------------------- ledger verification and evidence export
+
+
+def ledger_verify(*, campaign: Campaign) -> ledger.LedgerProblem | None:
+    """The first edit, deletion, insertion or reordering in the campaign's ledger rows, or None when intact.
+
+    Rows are read in seq order and re-chained; the chain must end at the LedgerHead (which catches a
+    deleted last row) and the head's seq must be the last row's.
+    """
+    head = LedgerHead.objects.filter(campaign=campaign).first()
+    rows = (
+        LedgerEntry.objects.filter(campaign=campaign)
+        .order_by("seq", "id")
+        .values("seq", "prev_hash", "entry_hash", "record")
+        .iterator(chunk_size=5000)
+    )
+    problem = ledger.verify_entries(rows, expected_head=head.head_hash if head else ledger.GENESIS_HASH)
+    if problem is not None:
+        return problem
+    count = LedgerEntry.objects.filter(campaign=campaign).count()
+    if head is not None and head.seq != count - 1:
+        return ledger.LedgerProblem(None, count, f"ledger head says seq {head.seq}, rows end at {count - 1}")
+    return None
+
+
+class ExportError(ValueError):
+    """An export that cannot be made (nothing to export, bad target): the message is shown as it is."""
+
+
+@dataclass(frozen=True)
+class S3Target:
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    lock_mode: str | None = None
+    lock_days: int = 0
+    legal_hold: bool = False
+
+
+EXPORT_CHUNK = 2000
+POINT_RADIUS_PX = 16.0
+
+
+def evidence_set_for_export(*, campaign: Campaign, name: str) -> EvidenceSet:
+    """The latest frozen version of the named set, or the latest version when none is frozen."""
+    candidates = EvidenceSet.objects.filter(campaign=campaign, name=name)
+    chosen = candidates.filter(frozen_at__isnull=False).order_by("-version").first()
+    chosen = chosen or candidates.order_by("-version").first()
+    if chosen is None:
+        raise ExportError(f"campaign {campaign.slug} has no evidence set named {name!r}")
+    return chosen
+
+
+def evidence_export(
+    *,
+    campaign: Campaign,
+    out: Path,
+    evidence_set_name: str | None = None,
+    created_by: User | None = None,
+    s3: S3Target | None = None,
+    organization: str = "",
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Write a BagIt evidence package to ``out`` and record the export in the ledger.
+
+    The package is written into ``out.partial-<random>`` and renamed into place at the end, so an
+    interrupted export never looks complete; the Export row turns complete, and the ledger gets its "export"
+    record (with the manifest digest), in one transaction after the rename. ``Ledger-Head-Hash`` is the
+    head at the start of the export: ledger.jsonl ends there, and the export record itself follows it.
+    With ``s3``, the package is then uploaded as one tar; a failed upload leaves the local package
+    complete and the Export row marked not uploaded.
+    """
+    from verification import packages
+
+    def report(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(fraction, message)
+
+    out = Path(out).absolute()
+    if out.exists():
+        raise ExportError(f"{out} already exists; choose a new path")
+    if not out.parent.is_dir():
+        raise ExportError(f"the folder {out.parent} does not exist")
+    evidence_set = (
+        evidence_set_for_export(campaign=campaign, name=evidence_set_name) if evidence_set_name else None
+    )
+    if evidence_set is not None:
+        tasks = Task.objects.filter(
+            pk__in=EvidenceItem.objects.filter(evidence_set=evidence_set).values("task_id")
+        )
+        scope = f"evidence set {evidence_set.name} v{evidence_set.version}"
+    else:
+        tasks = Task.objects.filter(
+            campaign=campaign, status__in=[Task.Status.RETIRED, Task.Status.ADJUDICATED], is_gold=False
+        )
+        scope = "retired and adjudicated tasks"
+    task_ids = list(tasks.order_by("id").values_list("id", flat=True))
+    if not task_ids:
+        raise ExportError(f"nothing to export: campaign {campaign.slug} has no {scope}")
+    head = LedgerHead.objects.filter(campaign=campaign).first()
+    head_seq, head_hash = (head.seq, head.head_hash) if head else (-1, ledger.GENESIS_HASH)
+    last_answer_id = (
+        Answer.objects.filter(campaign=campaign).order_by("-id").values_list("id", flat=True).first()
+    )
+    export = Export.objects.create(
+        campaign=campaign,
+        evidence_set=evidence_set,
+        path=str(out),
+        ledger_head_hash=head_hash,
+        created_by=created_by if created_by is not None and created_by.pk else None,
+    )
+    partial = packages.partial_dir(out)
+    try:
+        writer = packages.PackageWriter(partial)
+        stats = _export_payload(
+            writer=writer,
+            campaign=campaign,
+            task_ids=task_ids,
+            tasks=tasks,
+            last_answer_id=last_answer_id or 0,
+            head_seq=head_seq,
+            head_hash=head_hash,
+            scope=scope,
+            export=export,
+            report=report,
+        )
+        bagging_date = timezone.now()
+        manifest_sha256 = writer.finish(
+            {
+                "Source-Organization": organization or "Corroborate",
+                "Bagging-Date": bagging_date.date().isoformat(),
+                "External-Identifier": f"corroborate:{campaign.slug}:export-{export.pk}",
+                "External-Description": f"Evidence package of campaign {campaign.slug} ({scope})",
+                "Ledger-Head-Hash": head_hash,
+                "Ledger-Head-Seq": str(head_seq),
+                "Bag-Software-Agent": stats["software"],
+            }
+        )
+        packages.publish(partial, out)
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        Export.objects.filter(pk=export.pk).update(
+            status=Export.Status.FAILED, message=f"{type(exc).__name__}: {exc}"[:500]
+        )
+        if isinstance(exc, packages.PackageError):
+            raise ExportError(str(exc)) from exc
+        raise
+    files, size = writer.files, _tree_bytes(out)
+    with transaction.atomic():
+        ledger_append(
+            campaign=campaign,
+            record={
+                "type": "export",
+                "export": export.pk,
+                "package": out.name,
+                "external_identifier": f"corroborate:{campaign.slug}:export-{export.pk}",
+                "scope": scope,
+                "evidence_set": (
+                    {"name": evidence_set.name, "version": evidence_set.version} if evidence_set else None
+                ),
+                "tasks": len(task_ids),
+                "answers": stats["answers"],
+                "files": files,
+                "bytes": size,
+                "manifest_sha256": manifest_sha256,
+                "ledger_head_hash": head_hash,
+                "ledger_head_seq": head_seq,
+            },
+        )
+        Export.objects.filter(pk=export.pk).update(
+            status=Export.Status.COMPLETE, files=files, bytes=size, message="complete"
+        )
+    summary: dict[str, Any] = {
+        "campaign": campaign.slug,
+        "export": export.pk,
+        "path": str(out),
+        "files": files,
+        "bytes": size,
+        "tasks": len(task_ids),
+        "answers": stats["answers"],
+        "volunteers": stats["volunteers"],
+        "scope": scope,
+        "ledger_head_hash": head_hash,
+        "manifest_sha256": manifest_sha256,
+        "uploaded": False,
+    }
+    if s3 is not None:
+        report(0.95, "uploading to S3")
+        summary.update(evidence_upload(export=export, s3=s3))
+    report(1.0, "complete")
+    return summary
+
+
+def evidence_upload(*, export: Export, s3: S3Target) -> dict[str, Any]:
+    """Upload a complete package as one tar; records the outcome on the Export row and in the ledger."""
+    from verification import packages
+    from verification import s3 as s3_module
+
+    root = Path(export.path)
+    tar_path = root.with_name(f"{root.name}.tar.partial-{uuid.uuid4().hex[:8]}")
+    key = "/".join(p for p in (s3.prefix.strip("/"), f"{root.name}.tar") if p)
+    try:
+        tar_sha256, tar_bytes = packages.tar_write(root, tar_path)
+        uri = s3_module.object_upload(
+            client=s3_module.s3_client(endpoint_url=s3.endpoint_url),
+            path=tar_path,
+            bucket=s3.bucket,
+            key=key,
+            sha256_hex=tar_sha256,
+            lock=s3_module.LockSettings(mode=s3.lock_mode, days=s3.lock_days, legal_hold=s3.legal_hold),
+        )
+    except (s3_module.UploadError, ValueError, OSError) as exc:
+        message = f"not uploaded: {exc}"
+        Export.objects.filter(pk=export.pk).update(uploaded=False, message=message[:500])
+        return {"uploaded": False, "upload_error": str(exc)}
+    finally:
+        tar_path.unlink(missing_ok=True)
+    with transaction.atomic():
+        ledger_append(
+            campaign=export.campaign,
+            record={
+                "type": "export_uploaded",
+                "export": export.pk,
+                "s3_uri": uri,
+                "sha256": tar_sha256,
+                "bytes": tar_bytes,
+                "object_lock": {"mode": s3.lock_mode, "days": s3.lock_days, "legal_hold": s3.legal_hold},
+            },
+        )
+        Export.objects.filter(pk=export.pk).update(uploaded=True, s3_uri=uri, message="complete, uploaded")
+    return {"uploaded": True, "s3_uri": uri, "archive_sha256": tar_sha256}
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def _media_names(media: Any) -> list[tuple[str, str]]:
+    """(role, storage name) of each file a volunteer saw: images, clips and keyframes."""
+    names: list[tuple[str, str]] = []
+    if not isinstance(media, dict):
+        return names
+    for role, value in media.items():
+        if isinstance(value, str) and not role.endswith("_mime") and "/" in value:
+            names.append((role, value))
+        elif isinstance(value, list):
+            for item in value:
+                name = item.get("name") if isinstance(item, dict) else item
+                if isinstance(name, str) and "/" in name:
+                    names.append((role, name))
+    return names
+
+
+def _copy_media(writer: Any, relpath: str, name: str) -> bool:
+    from django.core.files.storage import default_storage
+
+    try:
+        local = default_storage.path(name)
+    except NotImplementedError:
+        local = None
+    try:
+        if local is not None:
+            writer.add_file(relpath, local)
+        else:
+            with default_storage.open(name, "rb") as stream:
+                writer.add_stream(relpath, stream)
+    except FileNotFoundError:
+        logger.warning("media missing from storage", extra={"name": name})
+        return False
+    return True
+
+
+def _export_payload(
+    *,
+    writer: Any,
+    campaign: Campaign,
+    task_ids: list[int],
+    tasks: Any,
+    last_answer_id: int,
+    head_seq: int,
+    head_hash: str,
+    scope: str,
+    export: Export,
+    report: Any,
+) -> dict[str, Any]:
+    import json
+    from array import array
+
+    import numpy as np
+
+    from tasks.services import SOFTWARE
+    from verification import figures, packages
+
+    labels_order = [c for c in _choices(campaign)]
+    agreements = array("d")
+    confidences = array("d")
+    polygons: list[Any] = []
+    polygon_labels: list[str] = []
+    task_geo: dict[int, tuple[list[float], int, int]] = {}
+    status_counts: dict[str, int] = {}
+    label_counts: dict[str, int] = {}
+    method_counts: dict[str, int] = {}
+    source_ids: set[int] = set()
+    decisions_count = 0
+    shared_media: dict[str, str] = {}
+    missing_media = 0
+    with (
+        writer.open("consensus.csv") as consensus_out,
+        writer.open("evidence.geojson") as geojson_out,
+        writer.open("evidence.kml") as kml_out,
+    ):
+        consensus_csv = packages.write_csv(consensus_out, packages.CONSENSUS_COLUMNS)
+        geojson = packages.GeoJsonStream(geojson_out)
+        kml = packages.KmlStream(kml_out, name=f"{campaign.title} ({scope})", labels=labels_order)
+        for start in range(0, len(task_ids), EXPORT_CHUNK):
+            chunk = task_ids[start : start + EXPORT_CHUNK]
+            consensus = {
+                row["task_id"]: row
+                for row in Consensus.objects.filter(task_id__in=chunk).values(
+                    "task_id", "label", "confidence", "agreement", "entropy", "n_answers", "method"
+                )
+            }
+            decisions = {
+                row["task_id"]: row
+                for row in Decision.objects.filter(task_id__in=chunk)
+                .order_by("task_id", "id")
+                .values("task_id", "label", "note", "created_at")
+            }
+            rows = (
+                tasks.filter(pk__in=chunk)
+                .order_by("id")
+                .values(
+                    "id",
+                    "key",
+                    "kind",
+                    "status",
+                    "bbox",
+                    "footprint",
+                    "window",
+                    "start_seconds",
+                    "end_seconds",
+                    "media",
+                    "source_id",
+                    "source__sha256",
+                    "after_source_id",
+                    "after_source__sha256",
+                )
+            )
+            for row in rows:
+                task_id = row["id"]
+                media_paths = []
+                for role, name in _media_names(row["media"]):
+                    if role.startswith("overview"):
+                        relpath = shared_media.get(name)
+                        if relpath is None:
+                            relpath = f"media/shared/{name.replace('/', '_')}"
+                            if _copy_media(writer, relpath, name):
+                                shared_media[name] = relpath
+                            else:
+                                missing_media += 1
+                                continue
+                    else:
+                        relpath = f"media/{task_id}/{role}-{Path(name).name}"
+                        if not _copy_media(writer, relpath, name):
+                            missing_media += 1
+                            continue
+                    media_paths.append(f"data/{relpath}")
+                found: dict[str, Any] = dict(consensus.get(task_id) or {})
+                decision: dict[str, Any] | None = decisions.get(task_id)  # type: ignore[assignment]
+                label = (decision["label"] if decision else "") or found.get("label") or ""
+                task = {
+                    **row,
+                    "source_sha256": row["source__sha256"],
+                    "after_source_sha256": row["after_source__sha256"],
+                    "label": found.get("label"),
+                    "confidence": found.get("confidence"),
+                    "agreement": found.get("agreement"),
+                    "entropy": found.get("entropy"),
+                    "n_answers": found.get("n_answers", 0),
+                    "method": found.get("method"),
+                    "decision_label": decision["label"] if decision else None,
+                    "decision_note": decision["note"] if decision else None,
+                    "decided_at": decision["created_at"].isoformat() if decision else None,
+                    "media_paths": media_paths,
+                }
+                consensus_csv.writerow(packages.consensus_row(task))
+                geojson.add(packages.task_feature(task))
+                kml.add_task(task)
+                source_ids.add(row["source_id"])
+                if row["after_source_id"]:
+                    source_ids.add(row["after_source_id"])
+                status_counts[row["status"]] = status_counts.get(row["status"], 0) + 1
+                label_counts[label or "(none)"] = label_counts.get(label or "(none)", 0) + 1
+                decisions_count += int(decision is not None)
+                if found:
+                    agreements.append(float(found["agreement"]))
+                    confidences.append(float(found["confidence"]))
+                    method_counts[found["method"]] = method_counts.get(found["method"], 0) + 1
+                geometry = packages._polygon(row["footprint"], row["bbox"])
+                if geometry is not None:
+                    polygons.append(np.asarray(geometry["coordinates"][0], dtype=float)[:, :2])
+                    polygon_labels.append(label)
+                    window = row["window"] or {}
+                    task_geo[task_id] = (
+                        list(row["bbox"] or []),
+                        int(window.get("width") or 0),
+                        int(window.get("height") or 0),
+                    )
+            report(0.05 + 0.45 * min(start + EXPORT_CHUNK, len(task_ids)) / len(task_ids), "tasks")
+
+        # Answers: pseudonyms from a key that lives only in this function.
+        key = packages.new_pseudonym_key()
+        point_questions = [
+            q["key"] for q in campaign.question_set.get("questions", []) if q.get("type") == "points"
+        ]
+        points: dict[int, list[tuple[Any, float, float, str]]] = {}
+        volunteers: set[int] = set()
+        times = array("d")
+        answers = 0
+        with writer.open("answers.csv") as answers_out:
+            answers_csv = packages.write_csv(answers_out, packages.ANSWER_COLUMNS)
+            query = (
+                Answer.objects.filter(task_id__in=tasks.values("id"), id__lte=last_answer_id)
+                .order_by("id")
+                .values_list("id", "task_id", "volunteer_id", "label", "answer", "duration_ms", "created_at")
+            )
+            for answer_id, task_id, volunteer_id, label, payload, duration_ms, created_at in query.iterator(
+                chunk_size=5000
+            ):
+                answers_csv.writerow(
+                    packages.answer_row(
+                        {
+                            "id": answer_id,
+                            "task_id": task_id,
+                            "volunteer_id": volunteer_id,
+                            "label": label,
+                            "answer": payload,
+                            "duration_ms": duration_ms,
+                            "created_at": created_at,
+                        },
+                        key,
+                    )
+                )
+                answers += 1
+                volunteers.add(volunteer_id)
+                times.append(created_at.timestamp())
+                if point_questions and isinstance(payload, dict) and task_id in task_geo:
+                    for question in point_questions:
+                        for xy in payload.get(question) or []:
+                            points.setdefault(task_id, []).append((volunteer_id, xy[0], xy[1], question))
+                if answers % 20000 == 0:
+                    report(0.5 + 0.2 * answers / max(1, len(task_ids) * campaign.min_answers), "answers")
+        del key
+        n_points = 0
+        for task_id, marks in sorted(points.items()):
+            bbox, width, height = task_geo[task_id]
+            if len(bbox) != 4 or not width or not height:
+                continue
+            for question in sorted({m[3] for m in marks}):
+                clusters = aggregation.cluster_points(
+                    [(v, x, y) for v, x, y, q in marks if q == question],
+                    radius_m=POINT_RADIUS_PX,
+                    min_volunteers=2,
+                )
+                for index, cluster in enumerate(clusters):
+                    west, south, east, north = bbox
+                    point = {
+                        "task_id": task_id,
+                        "index": index,
+                        "question": question,
+                        "lon": west + (east - west) * cluster["x_m"] / width,
+                        "lat": north - (north - south) * cluster["y_m"] / height,
+                        "n_volunteers": cluster["n_volunteers"],
+                        "spread_px": cluster["spread_m"],
+                    }
+                    geojson.add(packages.point_feature(point))
+                    kml.add_point(point)
+                    n_points += 1
+        geojson.close()
+        kml.close()
+    report(0.75, "provenance")
+
+    sources = [
+        {
+            "id": s["id"],
+            "sha256": s["sha256"],
+            "size_bytes": s["size_bytes"],
+            "original_name": s["original_name"],
+            "kind": s["kind"],
+            "role": s["role"],
+            "ingested_at": s["created_at"].isoformat(),
+            "metadata": s["metadata"],
+        }
+        for s in Source.objects.filter(pk__in=source_ids)
+        .order_by("id")
+        .values("id", "sha256", "size_bytes", "original_name", "kind", "role", "created_at", "metadata")
+    ]
+    writer.write_bytes(
+        "provenance/sources.json",
+        (json.dumps({"sources": sources}, indent=2, ensure_ascii=False, default=str) + "\n").encode(),
+    )
+    prev = ledger.GENESIS_HASH
+    with (
+        writer.open("provenance/ledger.jsonl") as ledger_out,
+        writer.open("provenance/custody.jsonl") as custody_out,
+    ):
+        entries = (
+            LedgerEntry.objects.filter(campaign=campaign, seq__lte=head_seq)
+            .order_by("seq")
+            .values("seq", "prev_hash", "entry_hash", "record")
+            .iterator(chunk_size=5000)
+        )
+        for expected_seq, entry in enumerate(entries):
+            # Re-check the chain while copying it: a tampered database ledger is refused, not exported.
+            if (
+                entry["seq"] != expected_seq
+                or entry["prev_hash"] != prev
+                or ledger.entry_hash(entry["prev_hash"], entry["record"]) != entry["entry_hash"]
+            ):
+                raise ExportError(
+                    f"the ledger of campaign {campaign.slug} is broken at seq {expected_seq}; "
+                    "run verify_ledger and investigate before exporting"
+                )
+            prev = entry["entry_hash"]
+            ledger_out.write(packages.ledger_line(entry))
+            event = packages.custody_event(entry)
+            if event is not None:
+                custody_out.write(json.dumps(event, ensure_ascii=False, default=str) + "\n")
+        if prev != head_hash:
+            raise ExportError(f"the ledger of campaign {campaign.slug} does not end at its head")
+        custody_out.write(
+            json.dumps(
+                {
+                    "event": "export",
+                    "at": timezone.now().isoformat(),
+                    "this_package": True,
+                    "export": export.pk,
+                    "ledger_head_hash": head_hash,
+                    "ledger_head_seq": head_seq,
+                    "note": "this export's own ledger record follows the head and carries the manifest digest",
+                }
+            )
+            + "\n"
+        )
+    report(0.8, "figures")
+    agreement_values = np.frombuffer(agreements, dtype=float) if agreements else np.zeros(0)
+    writer.write_bytes(
+        "figures/agreement_histogram.png",
+        figures.agreement_histogram(agreement_values, title=f"Agreement, {campaign.slug}"),
+    )
+    writer.write_bytes(
+        "figures/overview_map.png",
+        figures.overview_map(polygons, polygon_labels, title=f"Results, {campaign.slug} ({scope})"),
+    )
+    writer.write_bytes(
+        "figures/progress_over_time.png",
+        figures.progress_over_time(
+            np.frombuffer(times, dtype=float) if times else np.zeros(0),
+            title=f"Answers over time, {campaign.slug}",
+        ),
+    )
+    stats = {
+        "software": SOFTWARE,
+        "tasks": len(task_ids),
+        "answers": answers,
+        "volunteers": len(volunteers),
+        "decisions": decisions_count,
+        "status_counts": status_counts,
+        "label_counts": label_counts,
+        "method_counts": method_counts,
+        "agreement": agreement_values,
+        "confidence": np.frombuffer(confidences, dtype=float) if confidences else np.zeros(0),
+        "points": n_points,
+        "sources": len(sources),
+        "media_files": sum(1 for path, _, _ in writer.manifest if path.startswith("data/media/")),
+        "missing_media": missing_media,
+    }
+    writer.write_bytes(
+        "methodology.md",
+        _methodology(
+            campaign=campaign, scope=scope, stats=stats, head_hash=head_hash, head_seq=head_seq
+        ).encode(),
+    )
+    return stats
+
+
+def _methodology(
+    *, campaign: Campaign, scope: str, stats: dict[str, Any], head_hash: str, head_seq: int
+) -> str:
+    import numpy as np
+
+    agreement = stats["agreement"]
+    confidence = stats["confidence"]
+
+    def figure(values: Any, fn: Any) -> str:
+        return f"{float(fn(values)):.3f}" if len(values) else "n/a"
+
+    lines = [
+        f"# Methodology: {campaign.title}",
+        "",
+        f"Campaign `{campaign.slug}` ({campaign.kind}). {campaign.description}".strip(),
+        "",
+        f"This package holds the campaign's {scope}: {stats['tasks']} tasks, {stats['answers']} answers "
+        f"from {stats['volunteers']} volunteers, {stats['decisions']} reviewer decisions, "
+        f"{stats['sources']} original sources and {stats['media_files']} media files.",
+        "",
+        "## Question set",
+        "",
+        f"Primary question (gives the consensus label): `{campaign.question_set.get('primary')}`.",
+        "",
+    ]
+    for question in campaign.question_set.get("questions", []):
+        required = "required" if question.get("required", True) else "optional"
+        lines.append(f"- `{question['key']}` ({question['type']}, {required}): {question.get('text', '')}")
+        for choice in question.get("choices", []):
+            lines.append(f"  - `{choice['value']}`: {choice.get('label', '')}")
+    state = campaign.aggregation_state or {}
+    methods = ", ".join(f"{m} ({n} tasks)" for m, n in sorted(stats["method_counts"].items())) or "none"
+    lines += [
+        "",
+        "## Redundancy and retirement",
+        "",
+        f"- Each task is shown to at least {campaign.min_answers} and at most {campaign.max_answers} "
+        "volunteers; no volunteer sees a task twice or other volunteers' answers before answering.",
+        f"- A task retires once the calibrated confidence of its consensus label reaches "
+        f"{campaign.retirement_confidence:.2f} with at least {campaign.min_answers} answers; a task that "
+        f"reaches {campaign.max_answers} answers without it goes to expert review (adjudication with a "
+        'written note). "Unsure" answers are recorded but never counted as a vote.',
+        f"- Gold (expert-answered) tasks: share {campaign.gold_share:.2f} for experienced volunteers, more for "
+        "newcomers; they measure each volunteer's reliability and are not part of the evidence.",
+        "",
+        "## Aggregation",
+        "",
+        f"- Method configured: `{campaign.aggregation_method}`; methods behind the exported consensus: {methods}.",
+        f"- Last full refit: {state.get('refit_at', 'none')}; temperature {state.get('temperature', 1.0)}; "
+        f"class prior {state.get('class_prior')}.",
+        f"- Software: {stats['software']} (verification.aggregation).",
+        "",
+        "## Agreement statistics",
+        "",
+        f"- Agreement (share of counted answers that give the consensus label): mean "
+        f"{figure(agreement, np.mean)}, median {figure(agreement, np.median)}, "
+        f"share of tasks at or above 0.8: {figure(agreement, lambda a: (a >= 0.8).mean())}.",
+        f"- Confidence: mean {figure(confidence, np.mean)}, minimum {figure(confidence, np.min)}.",
+        "- Tasks by status: " + ", ".join(f"{k} {v}" for k, v in sorted(stats["status_counts"].items())),
+        "- Tasks by final label (reviewer decision first, else consensus): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(stats["label_counts"].items())),
+        f"- Consensus points (marks by at least two volunteers within {POINT_RADIUS_PX:.0f} px, placed by "
+        f"linear interpolation in the tile's bounding box): {stats['points']}.",
+        "",
+        "## Privacy",
+        "",
+        "Volunteers appear in answers.csv under pseudonyms computed with a random key made for this package "
+        "and then discarded: the same volunteer has different pseudonyms in different packages, and no "
+        "account id, email or IP address is included. The ledger names volunteers only by a salted "
+        "commitment.",
+        "",
+        "## Chain of custody",
+        "",
+        "Every original was hashed (SHA-256) while it was stored at ingest and is never modified "
+        "(provenance/sources.json). Each derivation (tiles, keyframes) is recorded with its parameters and "
+        "software version, and every answer, decision and export is appended to the campaign's hash-chained "
+        f"ledger. provenance/ledger.jsonl holds that ledger up to seq {head_seq}, head `{head_hash}` "
+        "(Ledger-Head-Hash in bag-info.txt); provenance/custody.jsonl lists its ingest, derive, review and "
+        "export events in order.",
+        "",
+    ]
+    if stats["missing_media"]:
+        lines += [f"Note: {stats['missing_media']} media files were missing from storage at export.", ""]
+    return "\n".join(lines)
