@@ -1,0 +1,113 @@
+"""Rate limits: a flood of requests gets 429 with a clear message; a person's pace is never slowed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from tasks.api import VolunteerThrottle
+from tests.factories import CampaignFactory, TaskFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def limits_on(settings: Any) -> None:
+    settings.CORROBORATE_RATE_LIMITS = True
+    cache.clear()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(VolunteerThrottle, "timer", fake)
+    return fake
+
+
+def next_task(client: Client, slug: str) -> Any:
+    return client.post(f"/api/v1/campaigns/{slug}/next-task", content_type="application/json")
+
+
+def answer(client: Client, task_id: int) -> Any:
+    body = {"answer": {"damage": "intact"}, "client_id": str(uuid.uuid4())}
+    return client.post(f"/api/v1/tasks/{task_id}/answers", body, content_type="application/json")
+
+
+def test_a_flood_of_next_task_requests_gets_429_with_a_clear_message(
+    limits_on: None, clock: FakeClock, client: Client
+) -> None:
+    campaign = CampaignFactory()
+    TaskFactory(campaign=campaign)
+    statuses = [next_task(client, campaign.slug).status_code for _ in range(40)]
+    assert statuses[:20] == [200] * 20
+    assert 429 in statuses
+    response = next_task(client, campaign.slug)
+    assert response.status_code == 429
+    body = response.json()
+    assert body["detail"] == "Too many requests; please slow down."
+    assert 0 < body["retry_after"] <= 10
+    assert int(response["Retry-After"]) > 0
+
+
+def test_a_script_answering_without_pause_is_stopped(
+    limits_on: None, clock: FakeClock, client: Client
+) -> None:
+    campaign = CampaignFactory(min_answers=1, max_answers=1, gold_share=0)
+    for _ in range(30):
+        TaskFactory(campaign=campaign)
+    statuses = []
+    for _ in range(30):
+        got = next_task(client, campaign.slug)
+        if got.status_code != 200:
+            statuses.append(got.status_code)
+            continue
+        statuses.append(answer(client, got.json()["task"]["id"]).status_code)
+    assert statuses.count(201) <= 10
+    assert 429 in statuses
+
+
+def test_the_sustained_limit_stops_a_steady_script(limits_on: None, clock: FakeClock, client: Client) -> None:
+    campaign = CampaignFactory(min_answers=1, max_answers=1, gold_share=0)
+    for _ in range(80):
+        TaskFactory(campaign=campaign)
+    answered = 0
+    for _ in range(80):  # one answer every 0.5 s: under the burst limit, over 60 a minute
+        clock.now += 0.5
+        got = next_task(client, campaign.slug)
+        if got.status_code == 200 and answer(client, got.json()["task"]["id"]).status_code == 201:
+            answered += 1
+    assert answered <= 62
+
+
+def test_a_person_answering_quickly_is_never_slowed(
+    limits_on: None, clock: FakeClock, client: Client
+) -> None:
+    campaign = CampaignFactory(min_answers=1, max_answers=1, gold_share=0)
+    for _ in range(60):
+        TaskFactory(campaign=campaign)
+    for n in range(60):
+        # A fast volunteer: 1.2 s a task on average, now and then two in a second, a reload here and there.
+        clock.now += 0.6 if n % 3 == 0 else 1.5
+        got = next_task(client, campaign.slug)
+        assert got.status_code == 200, (n, got.content)
+        if n % 10 == 0:
+            assert next_task(client, campaign.slug).status_code == 200
+        assert answer(client, got.json()["task"]["id"]).status_code == 201, n
+
+
+def test_limits_are_off_when_the_setting_says_so(clock: FakeClock, client: Client) -> None:
+    campaign = CampaignFactory()
+    TaskFactory(campaign=campaign)
+    assert all(next_task(client, campaign.slug).status_code == 200 for _ in range(60))
