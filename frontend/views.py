@@ -6,16 +6,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import login
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
-from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from tasks import selectors, services
 from tasks.models import Campaign
-from verification import selectors as verification_selectors
 
 # Only media that volunteers see is served, with a fixed, safe content type; nothing else under MEDIA_ROOT.
 SAFE_MEDIA_TYPES = {
@@ -59,39 +56,6 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def classify(request: HttpRequest, slug: str) -> HttpResponse:
     campaign = _visible_campaign(request, slug)
     return render(request, "frontend/classify.html", {"campaign": campaign})
-
-
-@login_required
-def researcher_home(request: HttpRequest) -> HttpResponse:
-    campaigns = selectors.campaigns_with_counts(selectors.researcher_campaigns(request.user))
-    return render(request, "frontend/researcher_home.html", {"campaigns": campaigns})
-
-
-@login_required
-def researcher_campaign(request: HttpRequest, slug: str) -> HttpResponse:
-    campaign = get_object_or_404(Campaign, slug=slug)
-    role = selectors.role_of(user=request.user, campaign=campaign)
-    if role is None:
-        raise PermissionDenied("You are not a researcher of this campaign")
-    decisions = verification_selectors.latest_decisions(campaign)
-    rows = [
-        verification_selectors.consensus_row(t, decisions)
-        for t in verification_selectors.consensus_rows(campaign)
-    ]
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return render(
-        request,
-        "frontend/researcher_campaign.html",
-        {
-            "campaign": campaign,
-            "role": role,
-            "rows": rows,
-            "counts": counts,
-            "answer_count": selectors.campaign_answer_count(campaign),
-        },
-    )
 
 
 class RegisterForm(UserCreationForm):

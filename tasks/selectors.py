@@ -213,7 +213,7 @@ def segment_near_duplicates(task: Task) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- researcher workspace
 
 
-ROLE_RANK = {
+ROLE_RANK: dict[str, int] = {
     CampaignMembership.Role.VIEWER: 1,
     CampaignMembership.Role.REVIEWER: 2,
     CampaignMembership.Role.OWNER: 3,

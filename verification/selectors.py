@@ -313,12 +313,12 @@ def campaign_overview_bounds(campaign: Campaign) -> list[list[float]] | None:
     Extrapolated from the tiles' bboxes and pixel windows, because the overview covers the full grid even
     where edge tiles were skipped.
     """
-    tasks = list(
+    rows: list[tuple[Any, Any, Any]] = list(
         Task.objects.filter(campaign=campaign, bbox__isnull=False, window__isnull=False).values_list(
             "bbox", "window", "media"
         )[:5000]
     )
-    tasks = [t for t in tasks if t[2].get("overview") and t[1] and "grid_width" in t[1]]
+    tasks = [t for t in rows if t[2].get("overview") and t[1] and "grid_width" in t[1]]
     if not tasks:
         return None
     overview = tasks[0][2]["overview"]

@@ -1,0 +1,308 @@
+"""Forms of the researcher workspace: they parse and check what a person typed; services apply the rules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from tasks.models import Campaign, CampaignMembership, Task
+from tasks.questions import QuestionSetError, validate_question_set
+
+AOI_MAX_BYTES = 5 * 1024 * 1024
+CSV_MAX_BYTES = 5 * 1024 * 1024
+
+
+def primary_choices(campaign: Campaign) -> list[tuple[str, str]]:
+    """(value, label) of the primary question's choices, as a reviewer picks them."""
+    primary = campaign.question_set["primary"]
+    question = next(q for q in campaign.question_set["questions"] if q["key"] == primary)
+    return [(c["value"], c["label"]) for c in question.get("choices", [])]
+
+
+def _read_json_upload(upload: Any, what: str) -> Any:
+    if upload.size > AOI_MAX_BYTES:
+        raise forms.ValidationError(f"the {what} is larger than 5 MB")
+    try:
+        return json.loads(b"".join(upload.chunks()).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise forms.ValidationError(f"the {what} is not valid JSON: {exc}") from exc
+
+
+def _check_aoi(value: Any) -> Any:
+    from tasks import imagery
+
+    try:
+        imagery.parse_aoi(value)
+    except imagery.ImageryError as exc:
+        raise forms.ValidationError(str(exc)) from exc
+    return value
+
+
+class CampaignForm(forms.Form):
+    """Set-up of a campaign; the slug, kind and earlier stage are chosen once, at creation."""
+
+    slug = forms.SlugField(
+        max_length=64, help_text="Lowercase letters, digits and hyphens; part of the address."
+    )
+    title = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    kind = forms.ChoiceField(choices=Campaign.Kind.choices)
+    parent = forms.ModelChoiceField(
+        queryset=Campaign.objects.none(),
+        required=False,
+        label="Follow-up stage of",
+        help_text="Tasks of the earlier stage can then be promoted into this campaign.",
+    )
+    status = forms.ChoiceField(choices=Campaign.Status.choices, initial=Campaign.Status.DRAFT)
+    question_set = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "mono"}),
+        required=False,
+        help_text="JSON; leave empty for the standard question set of the campaign's kind.",
+    )
+    min_answers = forms.IntegerField(min_value=1, max_value=100, initial=3, label="Minimum answers")
+    max_answers = forms.IntegerField(min_value=1, max_value=200, initial=10, label="Maximum answers")
+    retirement_confidence = forms.FloatField(
+        min_value=0.51,
+        max_value=1.0,
+        initial=0.95,
+        help_text="A task retires once its consensus is at least this likely to be right.",
+    )
+    gold_share = forms.FloatField(
+        min_value=0, max_value=1, initial=0.1, help_text="Share of gold tasks (0-1)."
+    )
+    lease_seconds = forms.IntegerField(
+        min_value=30, max_value=86400, initial=600, help_text="How long a volunteer holds a task."
+    )
+
+    def __init__(self, *args: Any, user: Any, campaign: Campaign | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.campaign = campaign
+        if campaign is not None:
+            for name in ("slug", "kind", "parent"):
+                del self.fields[name]
+        else:
+            from tasks.selectors import campaigns_owned_by
+
+            self.fields["parent"].queryset = campaigns_owned_by(user)  # type: ignore[attr-defined]
+
+    def clean_question_set(self) -> dict[str, Any] | None:
+        text = self.cleaned_data["question_set"].strip()
+        if not text:
+            if self.campaign is not None:
+                raise forms.ValidationError("a campaign needs a question set")
+            return None
+        try:
+            question_set = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"not valid JSON: {exc}") from exc
+        try:
+            return validate_question_set(question_set)
+        except QuestionSetError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+    def clean_slug(self) -> str:
+        slug: str = self.cleaned_data["slug"]
+        if Campaign.objects.filter(slug=slug).exists():
+            raise forms.ValidationError("a campaign with this slug already exists")
+        return slug
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        low, high = data.get("min_answers"), data.get("max_answers")
+        if low is not None and high is not None and high < low:
+            self.add_error("max_answers", "must be at least the minimum")
+        parent = data.get("parent")
+        if parent is not None and data.get("kind") and parent.kind != data["kind"]:
+            self.add_error("parent", "an earlier stage must be of the same kind")
+        return data
+
+
+def _check_size(upload: Any) -> Any:
+    if upload is not None and upload.size > settings.CORROBORATE_MAX_UPLOAD_BYTES:
+        raise forms.ValidationError("the file is larger than this installation accepts")
+    return upload
+
+
+class ImageryUploadForm(forms.Form):
+    before = forms.FileField(label="GeoTIFF (before, or the only date)")
+    after = forms.FileField(label="GeoTIFF after (optional)", required=False)
+    aoi = forms.FileField(label="Area of interest, GeoJSON (optional)", required=False)
+    tile_size_px = forms.IntegerField(min_value=64, max_value=2048, initial=256, label="Tile size (px)")
+    overlap_px = forms.IntegerField(min_value=0, max_value=512, initial=32, label="Overlap (px)")
+
+    def clean_before(self) -> Any:
+        return _check_size(self.cleaned_data["before"])
+
+    def clean_after(self) -> Any:
+        return _check_size(self.cleaned_data.get("after"))
+
+    def clean_aoi(self) -> Any:
+        upload = self.cleaned_data.get("aoi")
+        if not upload:
+            return None
+        return _check_aoi(_read_json_upload(upload, "area of interest"))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        size, overlap = data.get("tile_size_px"), data.get("overlap_px")
+        if size is not None and overlap is not None and overlap >= size:
+            self.add_error("overlap_px", "must be smaller than the tile size")
+        return data
+
+
+class VideoUploadForm(forms.Form):
+    video = forms.FileField()
+    max_segment_seconds = forms.FloatField(
+        min_value=1, max_value=600, initial=10, label="Longest segment (s)"
+    )
+
+    def clean_video(self) -> Any:
+        return _check_size(self.cleaned_data["video"])
+
+
+class MemberForm(forms.Form):
+    REMOVE = "remove"
+
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=[*CampaignMembership.Role.choices, (REMOVE, "Remove from campaign")])
+
+    def clean_username(self) -> Any:
+        user = get_user_model().objects.filter(username=self.cleaned_data["username"].strip()).first()
+        if user is None:
+            raise forms.ValidationError("no account with this username")
+        return user
+
+
+class DecisionForm(forms.Form):
+    label = forms.ChoiceField(label="Final label")
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Required: why this label.")
+
+    def __init__(self, *args: Any, campaign: Campaign, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["label"].choices = primary_choices(campaign)  # type: ignore[attr-defined]
+
+    def clean_note(self) -> str:
+        note: str = self.cleaned_data["note"].strip()
+        if not note:
+            raise forms.ValidationError("a note explaining the decision is required")
+        return note
+
+
+class GoldForm(forms.Form):
+    label = forms.ChoiceField(label="Expert answer")
+    explanation = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text="Shown to volunteers.")
+
+    def __init__(self, *args: Any, campaign: Campaign, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["label"].choices = primary_choices(campaign)  # type: ignore[attr-defined]
+
+
+class GoldCsvForm(forms.Form):
+    csv_file = forms.FileField(label="CSV file", help_text="Columns: task_id,label,explanation")
+
+    def clean_csv_file(self) -> str:
+        upload = self.cleaned_data["csv_file"]
+        if upload.size > CSV_MAX_BYTES:
+            raise forms.ValidationError("the CSV is larger than 5 MB")
+        try:
+            return b"".join(upload.chunks()).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise forms.ValidationError("the CSV must be UTF-8 text") from exc
+
+
+class TaskFilterForm(forms.Form):
+    """Filters shared by evidence sets and promotion rules (see verification.selectors.filters_normalise)."""
+
+    labels = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    min_confidence = forms.FloatField(min_value=0, max_value=1, required=False, label="Confidence at least")
+    statuses = forms.MultipleChoiceField(
+        choices=Task.Status.choices, required=False, widget=forms.CheckboxSelectMultiple, label="Status"
+    )
+    aoi = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "class": "mono"}),
+        required=False,
+        label="Inside area (GeoJSON polygon)",
+    )
+
+    def __init__(self, *args: Any, campaign: Campaign, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["labels"].choices = primary_choices(campaign)  # type: ignore[attr-defined]
+
+    def clean_aoi(self) -> Any:
+        text = self.cleaned_data["aoi"].strip()
+        if not text:
+            return None
+        try:
+            return _check_aoi(json.loads(text))
+        except ValueError as exc:
+            if isinstance(exc, forms.ValidationError):
+                raise
+            raise forms.ValidationError(f"not valid JSON: {exc}") from exc
+
+    def filters(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        filters: dict[str, Any] = {}
+        if data.get("labels"):
+            filters["labels"] = list(data["labels"])
+        if data.get("min_confidence") is not None:
+            filters["min_confidence"] = data["min_confidence"]
+        if data.get("statuses"):
+            filters["statuses"] = list(data["statuses"])
+        if data.get("aoi"):
+            filters["aoi"] = data["aoi"]
+        return filters
+
+
+class EvidenceSetForm(TaskFilterForm):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    field_order = ["name", "description", "labels", "min_confidence", "statuses", "aoi"]
+
+
+class EvidenceEditForm(forms.Form):
+    action = forms.ChoiceField(
+        choices=[("add", "Add"), ("remove", "Remove"), ("freeze", "Freeze"), ("derive", "Derive new version")]
+    )
+    task_ids = forms.CharField(required=False, label="Task ids", help_text="Separated by commas or spaces.")
+
+    def clean_task_ids(self) -> list[int]:
+        raw = self.cleaned_data["task_ids"].replace(",", " ").split()
+        if not all(part.isdigit() for part in raw):
+            raise forms.ValidationError("task ids are numbers")
+        return [int(part) for part in raw]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("action") in ("add", "remove") and not data.get("task_ids"):
+            self.add_error("task_ids", "name at least one task")
+        return data
+
+
+class PromoteForm(TaskFilterForm):
+    target = forms.ModelChoiceField(queryset=Campaign.objects.none(), label="Follow-up campaign")
+    field_order = ["target", "labels", "min_confidence", "statuses", "aoi"]
+
+    def __init__(self, *args: Any, campaign: Campaign, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, campaign=campaign, **kwargs)
+        from tasks.selectors import campaigns_owned_by
+
+        self.fields["target"].queryset = (  # type: ignore[attr-defined]
+            campaigns_owned_by(user).filter(kind=campaign.kind).exclude(pk=campaign.pk)
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.errors and not self.filters():
+            raise forms.ValidationError(
+                "choose at least one condition (a label, a confidence, a status or an area)"
+            )
+        return data
+
+
+class VolunteerBlockForm(forms.Form):
+    volunteer = forms.UUIDField()
+    blocked = forms.BooleanField(required=False)

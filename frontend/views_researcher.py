@@ -1,0 +1,646 @@
+"""Researcher workspace pages: set-up, uploads, dashboards, map, review, evidence sets, staged campaigns.
+
+Every view starts with `_campaign_for`, which checks the user's role in the campaign: not a member is a 404
+(a campaign's existence is not disclosed), a member without the needed role a 403.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, cast
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from frontend import charts, forms
+from tasks import selectors, services
+from tasks.media import media_url, task_media_urls
+from tasks.models import Campaign, CampaignMembership, Job, Task, Volunteer
+from tasks.questions import IMAGERY_QUESTION_SET, VIDEO_QUESTION_SET, AnswerError
+from verification import selectors as verification_selectors
+from verification import services as verification_services
+from verification.models import EvidenceSet
+
+VIEWER = CampaignMembership.Role.VIEWER
+REVIEWER = CampaignMembership.Role.REVIEWER
+OWNER = CampaignMembership.Role.OWNER
+
+
+def _user(request: HttpRequest) -> User:
+    """The logged-in user (every view that calls this is behind login_required)."""
+    return cast(User, request.user)
+
+
+def _campaign_for(request: HttpRequest, slug: str, needed: str = VIEWER) -> tuple[Campaign, str]:
+    campaign = Campaign.objects.filter(slug=slug).first()
+    role = selectors.role_of(user=request.user, campaign=campaign) if campaign is not None else None
+    if campaign is None or role is None:
+        raise Http404("No such campaign")
+    if not selectors.role_allows(role, needed):
+        raise PermissionDenied(f"This needs the {needed} role in {campaign.title}")
+    return campaign, role
+
+
+def json_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """JSON endpoints answer 403 to anonymous callers instead of redirecting to the login page."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return JsonResponse({"detail": "Authentication required."}, status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _page(
+    request: HttpRequest, template: str, campaign: Campaign, role: str, *, status: int = 200, **context: Any
+) -> HttpResponse:
+    return render(
+        request,
+        f"frontend/{template}",
+        {
+            "campaign": campaign,
+            "role": role,
+            "can_review": selectors.role_allows(role, REVIEWER),
+            "is_owner": selectors.role_allows(role, OWNER),
+            **context,
+        },
+        status=status,
+    )
+
+
+# ---------------------------------------------------------------- campaigns
+
+
+@login_required
+@require_GET
+def researcher_home(request: HttpRequest) -> HttpResponse:
+    if not selectors.is_researcher(request.user):
+        raise PermissionDenied("The research workspace is for researchers of a campaign")
+    campaigns = list(selectors.campaigns_with_counts(selectors.researcher_campaigns(request.user).distinct()))
+    for campaign in campaigns:
+        campaign.my_role = selectors.role_of(user=request.user, campaign=campaign)  # type: ignore[attr-defined]
+    return render(
+        request,
+        "frontend/researcher_home.html",
+        {"campaigns": campaigns, "can_create": selectors.can_create_campaigns(request.user)},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def campaign_new(request: HttpRequest) -> HttpResponse:
+    if not selectors.can_create_campaigns(request.user):
+        raise PermissionDenied("Ask an administrator for the right to create campaigns")
+    form = forms.CampaignForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        settings = {k: data[k] for k in ("min_answers", "max_answers", "retirement_confidence", "gold_share")}
+        try:
+            campaign = services.campaign_create(
+                slug=data["slug"],
+                title=data["title"],
+                kind=data["kind"],
+                question_set=data["question_set"],
+                description=data["description"],
+                created_by=_user(request),
+                status=data["status"],
+                lease_seconds=data["lease_seconds"],
+                parent=data["parent"],
+                **settings,
+            )
+        except services.IngestError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Campaign {campaign.title} created. Now add its imagery or video.")
+            return redirect("researcher-sources", slug=campaign.slug)
+    return render(
+        request,
+        "frontend/researcher_campaign_form.html",
+        {"form": form, "defaults": {"imagery": IMAGERY_QUESTION_SET, "video": VIDEO_QUESTION_SET}},
+    )
+
+
+@login_required
+@require_GET
+def researcher_campaign(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug)
+    counts = verification_selectors.status_counts(campaign)
+    return _page(
+        request,
+        "researcher_campaign.html",
+        campaign,
+        role,
+        counts=counts,
+        task_total=sum(counts.values()),
+        answer_count=selectors.campaign_answer_count(campaign),
+        sources=selectors.campaign_sources(campaign),
+        jobs=[_job_payload(job) for job in selectors.campaign_recent_jobs(campaign, limit=5)],
+        stages=campaign.stages.all(),
+        evidence_sets=campaign.evidence_sets.order_by("name", "version"),
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def campaign_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug, OWNER)
+    initial = {f: getattr(campaign, f) for f in services.CAMPAIGN_SETTING_FIELDS if f != "question_set"}
+    initial["question_set"] = json.dumps(campaign.question_set, indent=2, ensure_ascii=False)
+    form = forms.CampaignForm(request.POST or None, user=request.user, campaign=campaign, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.campaign_update(campaign=campaign, by=_user(request), **form.cleaned_data)
+        except services.IngestError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("researcher-settings", slug=campaign.slug)
+    return _page(
+        request,
+        "researcher_campaign_form.html",
+        campaign,
+        role,
+        form=form,
+        defaults={"imagery": IMAGERY_QUESTION_SET, "video": VIDEO_QUESTION_SET},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def campaign_members(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug, OWNER)
+    form = forms.MemberForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user, new_role = form.cleaned_data["username"], form.cleaned_data["role"]
+        try:
+            if new_role == forms.MemberForm.REMOVE:
+                services.membership_remove(campaign=campaign, user=user, by=_user(request))
+            else:
+                services.membership_change(campaign=campaign, user=user, role=new_role, by=_user(request))
+        except services.IngestError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{user.get_username()}: {new_role}.")
+            return redirect("researcher-members", slug=campaign.slug)
+    return _page(
+        request,
+        "researcher_members.html",
+        campaign,
+        role,
+        form=form,
+        members=selectors.campaign_members(campaign),
+    )
+
+
+# ---------------------------------------------------------------- sources and jobs
+
+
+def _job_payload(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.pk,
+        "kind": job.kind,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "message": job.message,
+        "name": job.params.get("before_name") or job.params.get("video_name") or "",
+        "tasks_total": job.result.get("tasks_total"),
+        "campaign_tasks": Task.objects.filter(campaign=job.campaign, is_gold=False).count()
+        if job.campaign
+        else 0,
+        "url": reverse("researcher-job", args=[job.campaign.slug, job.pk]) if job.campaign else None,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def campaign_sources(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug, VIEWER if request.method == "GET" else OWNER)
+    is_xhr = request.headers.get("X-Requested-With") == "XMLHttpRequest"
+    form_class = forms.ImageryUploadForm if campaign.kind == Campaign.Kind.IMAGERY else forms.VideoUploadForm
+    form = form_class(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        error = None
+        if form.is_valid():
+            data = form.cleaned_data
+            if campaign.kind == Campaign.Kind.IMAGERY:
+                kind = "ingest_imagery"
+                files = {"before": data["before"], **({"after": data["after"]} if data.get("after") else {})}
+                params: dict[str, Any] = {
+                    "tile_size_px": data["tile_size_px"],
+                    "overlap_px": data["overlap_px"],
+                }
+                if data.get("aoi"):
+                    params["aoi"] = data["aoi"]
+            else:
+                kind, files = "ingest_video", {"video": data["video"]}
+                params = {"max_segment_seconds": data["max_segment_seconds"]}
+            try:
+                job = services.upload_queue(
+                    campaign=campaign,
+                    kind=kind,
+                    files=files,
+                    params=params,
+                    created_by=_user(request),
+                )
+            except services.IngestError as exc:
+                error = str(exc)
+                form.add_error(None, error)
+            else:
+                if is_xhr:
+                    return JsonResponse({"job": _job_payload(job)}, status=201)
+                messages.success(request, "Upload received; the tasks are being created.")
+                return redirect("researcher-sources", slug=campaign.slug)
+        if is_xhr:
+            errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
+            first = error or next((f"{k}: {v[0]}" if k != "__all__" else v[0] for k, v in errors.items()), "")
+            return JsonResponse({"error": first, "errors": errors}, status=400)
+    return _page(
+        request,
+        "researcher_sources.html",
+        campaign,
+        role,
+        form=form,
+        sources=selectors.campaign_sources(campaign),
+        jobs=[_job_payload(job) for job in selectors.campaign_recent_jobs(campaign)],
+        task_count=Task.objects.filter(campaign=campaign, is_gold=False).count(),
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@json_login_required
+@require_GET
+def job_status(request: HttpRequest, slug: str, job_id: int) -> JsonResponse:
+    campaign, _ = _campaign_for(request, slug)
+    job = get_object_or_404(Job.objects.select_related("campaign"), pk=job_id, campaign=campaign)
+    return JsonResponse(_job_payload(job))
+
+
+# ---------------------------------------------------------------- dashboard
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug)
+    labels = verification_selectors.label_distribution(campaign)
+    colours = verification_selectors.label_colours(campaign)
+    per_hour = verification_selectors.answers_per_hour(campaign)
+    retired = verification_selectors.retired_share_over_time(campaign)
+    counts = verification_selectors.status_counts(campaign)
+    return _page(
+        request,
+        "researcher_dashboard.html",
+        campaign,
+        role,
+        counts=counts,
+        task_total=sum(counts.values()),
+        answer_count=selectors.campaign_answer_count(campaign),
+        chart_answers=charts.bar_chart(
+            [(h.strftime("%d %H:00"), n) for h, n in per_hour], title="Answers per hour", colour="#0b5cad"
+        ),
+        chart_retired=charts.line_chart(
+            [(h.strftime("%d %H:00"), share) for h, share in retired],
+            title="Share of tasks done",
+            percent=True,
+        ),
+        chart_agreement=charts.bar_chart(
+            verification_selectors.agreement_histogram(campaign), title="Agreement", colour="#6b4fbb"
+        ),
+        chart_labels=charts.bar_chart(labels, title="Labels", colours=colours),
+        volunteers=verification_selectors.volunteer_table(campaign),
+    )
+
+
+@login_required
+@require_POST
+def volunteer_block(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, _ = _campaign_for(request, slug, OWNER)
+    form = forms.VolunteerBlockForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("Choose a volunteer.", status=400, content_type="text/plain")
+    volunteer = get_object_or_404(
+        Volunteer, public_id=form.cleaned_data["volunteer"], answers__campaign=campaign
+    )
+    blocked = form.cleaned_data["blocked"]
+    verification_services.volunteer_block_set(
+        campaign=campaign,
+        volunteer=volunteer,
+        blocked=blocked,
+        by=_user(request),
+    )
+    messages.success(
+        request,
+        f"{volunteer.pseudonym} {'blocked' if blocked else 'unblocked'}; the consensus was recomputed.",
+    )
+    return redirect("researcher-dashboard", slug=campaign.slug)
+
+
+# ---------------------------------------------------------------- map
+
+
+@login_required
+@require_GET
+def campaign_map(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug)
+    overview_task = Task.objects.filter(campaign=campaign, media__has_key="overview").first()
+    overview = overview_task.media if overview_task else {}
+    return _page(
+        request,
+        "researcher_map.html",
+        campaign,
+        role,
+        map_config={
+            "geojson": reverse("researcher-map-data", args=[campaign.slug]),
+            "overview": media_url(overview.get("overview")),
+            "overview_after": media_url(overview.get("overview_after")),
+            "bounds": verification_selectors.campaign_overview_bounds(campaign),
+            "colours": verification_selectors.label_colours(campaign),
+        },
+        label_choices=forms.primary_choices(campaign),
+        statuses=Task.Status.choices,
+    )
+
+
+@json_login_required
+@require_GET
+def map_data(request: HttpRequest, slug: str) -> JsonResponse:
+    campaign, _ = _campaign_for(request, slug)
+    return JsonResponse(
+        verification_selectors.campaign_geojson(
+            campaign, task_url=lambda task: reverse("researcher-task", args=[campaign.slug, task.pk])
+        )
+    )
+
+
+# ---------------------------------------------------------------- review
+
+
+@login_required
+@require_GET
+def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug)
+    return _page(
+        request, "researcher_review.html", campaign, role, rows=verification_selectors.review_queue(campaign)
+    )
+
+
+def _task_page(
+    request: HttpRequest,
+    campaign: Campaign,
+    role: str,
+    task: Task,
+    *,
+    decision_form: forms.DecisionForm | None = None,
+    gold_form: forms.GoldForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    decisions = verification_selectors.task_decisions(task)
+    consensus = getattr(task, "consensus", None)
+    distribution = sorted((consensus.distribution or {}).items(), key=lambda kv: -kv[1]) if consensus else []
+    return _page(
+        request,
+        "researcher_task.html",
+        campaign,
+        role,
+        task=task,
+        media=task_media_urls(task),
+        answers=verification_selectors.task_answers(task),
+        consensus=consensus,
+        distribution=distribution,
+        decisions=decisions,
+        decision_form=decision_form
+        or forms.DecisionForm(campaign=campaign, initial={"label": consensus.label if consensus else None}),
+        gold_form=gold_form
+        or forms.GoldForm(campaign=campaign, initial={"label": consensus.label if consensus else None}),
+        next_url=_next_in_queue(campaign, task),
+        status=status,
+    )
+
+
+def _next_in_queue(campaign: Campaign, task: Task) -> str | None:
+    for row in verification_selectors.review_queue(campaign, limit=50):
+        if row["task_id"] != task.pk and row["status"] != Task.Status.ADJUDICATED:
+            return reverse("researcher-task", args=[campaign.slug, row["task_id"]])
+    return None
+
+
+def _task_of(campaign: Campaign, task_id: int) -> Task:
+    return get_object_or_404(
+        Task.objects.select_related("consensus", "source", "after_source", "campaign"),
+        pk=task_id,
+        campaign=campaign,
+    )
+
+
+@login_required
+@require_GET
+def task_detail(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug)
+    return _task_page(request, campaign, role, _task_of(campaign, task_id))
+
+
+@login_required
+@require_POST
+def task_decide(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug, REVIEWER)
+    task = _task_of(campaign, task_id)
+    form = forms.DecisionForm(request.POST, campaign=campaign)
+    if form.is_valid():
+        try:
+            verification_services.decision_record(
+                task=task,
+                reviewer=_user(request),
+                label=form.cleaned_data["label"],
+                note=form.cleaned_data["note"],
+            )
+        except AnswerError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Task {task.pk} adjudicated as {form.cleaned_data['label']}.")
+            return redirect("researcher-task", slug=campaign.slug, task_id=task.pk)
+    return _task_page(request, campaign, role, task, decision_form=form, status=400)
+
+
+@login_required
+@require_POST
+def task_gold(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug, REVIEWER)
+    task = _task_of(campaign, task_id)
+    form = forms.GoldForm(request.POST, campaign=campaign)
+    if form.is_valid():
+        primary = campaign.question_set["primary"]
+        question = next(q for q in campaign.question_set["questions"] if q["key"] == primary)
+        label = form.cleaned_data["label"]
+        value: Any = [label] if question["type"] == "multiple" else label
+        try:
+            services.task_mark_gold(
+                task=task,
+                answer={primary: value},
+                explanation=form.cleaned_data["explanation"],
+                by=_user(request),
+            )
+        except AnswerError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Task {task.pk} is now a gold task.")
+            return redirect("researcher-task", slug=campaign.slug, task_id=task.pk)
+    return _task_page(request, campaign, role, task, gold_form=form, status=400)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def gold_import(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug, REVIEWER)
+    form = forms.GoldCsvForm(request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                count = services.gold_import_csv(
+                    campaign=campaign,
+                    csv_text=form.cleaned_data["csv_file"],
+                    by=_user(request),
+                )
+            except services.IngestError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"{count} gold tasks imported.")
+                return redirect("researcher-gold", slug=campaign.slug)
+    gold = Task.objects.filter(campaign=campaign, is_gold=True).order_by("id")
+    return _page(request, "researcher_gold.html", campaign, role, form=form, gold=gold, status=status)
+
+
+# ---------------------------------------------------------------- evidence sets
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def evidence_list(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug, VIEWER if request.method == "GET" else REVIEWER)
+    form = forms.EvidenceSetForm(request.POST or None, campaign=campaign)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                evidence_set = verification_services.evidence_set_create(
+                    campaign=campaign,
+                    name=form.cleaned_data["name"],
+                    description=form.cleaned_data["description"],
+                    filters=form.filters(),
+                    by=_user(request),
+                )
+            except verification_services.EvidenceSetError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("researcher-evidence", slug=campaign.slug, set_id=evidence_set.pk)
+    sets = EvidenceSet.objects.filter(campaign=campaign).order_by("name", "-version")
+    return _page(
+        request, "researcher_evidence_list.html", campaign, role, form=form, sets=sets, status=status
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def evidence_detail(request: HttpRequest, slug: str, set_id: int) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug, VIEWER if request.method == "GET" else REVIEWER)
+    evidence_set = get_object_or_404(EvidenceSet, pk=set_id, campaign=campaign)
+    form = forms.EvidenceEditForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            action, ids = form.cleaned_data["action"], form.cleaned_data["task_ids"]
+            user = _user(request)
+            try:
+                if action == "add":
+                    n = verification_services.evidence_set_add(
+                        evidence_set=evidence_set, task_ids=ids, by=user
+                    )
+                    messages.success(request, f"{n} tasks added.")
+                elif action == "remove":
+                    n = verification_services.evidence_set_remove(
+                        evidence_set=evidence_set, task_ids=ids, by=user
+                    )
+                    messages.success(request, f"{n} tasks removed.")
+                elif action == "freeze":
+                    verification_services.evidence_set_freeze(evidence_set=evidence_set, by=user)
+                    messages.success(request, "Frozen: this version will never change.")
+                else:
+                    derived = verification_services.evidence_set_derive(evidence_set=evidence_set, by=user)
+                    messages.success(
+                        request, f"Version {derived.version} created from version {evidence_set.version}."
+                    )
+                    return redirect("researcher-evidence", slug=campaign.slug, set_id=derived.pk)
+            except (verification_services.EvidenceSetError, verification_services.EvidenceSetFrozen) as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("researcher-evidence", slug=campaign.slug, set_id=evidence_set.pk)
+    versions = EvidenceSet.objects.filter(campaign=campaign, name=evidence_set.name).order_by("version")
+    filters = dict(evidence_set.filters)
+    if "aoi" in filters:
+        filters["aoi"] = "polygon"
+    return _page(
+        request,
+        "researcher_evidence.html",
+        campaign,
+        role,
+        evidence_set=evidence_set,
+        rows=verification_selectors.evidence_set_rows(evidence_set),
+        form=form,
+        versions=versions,
+        filters=filters,
+        status=status,
+    )
+
+
+# ---------------------------------------------------------------- staged campaigns
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def campaign_promote(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug, OWNER)
+    form = forms.PromoteForm(request.POST or None, campaign=campaign, user=request.user)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            target = form.cleaned_data["target"]
+            if selectors.role_of(user=request.user, campaign=target) != OWNER:
+                raise PermissionDenied("You must own the follow-up campaign")
+            try:
+                summary = services.campaign_promote(
+                    source_campaign=campaign,
+                    target_campaign=target,
+                    rule=form.filters(),
+                    by=_user(request),
+                )
+            except services.IngestError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(
+                    request,
+                    f"{summary['matching']} tasks match; {summary['tasks_created']} new tasks in {target.title}.",
+                )
+                return redirect("researcher-promote", slug=campaign.slug)
+    return _page(
+        request,
+        "researcher_promote.html",
+        campaign,
+        role,
+        form=form,
+        stages=campaign.stages.all(),
+        status=status,
+    )
