@@ -178,6 +178,13 @@ STORAGES = {
 FILE_UPLOAD_TEMP_DIR = None
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Pillow refuses decompression bombs (an image claiming more pixels than this raises an error, not a warning);
+# GDAL's cache is bounded so a hostile raster cannot exhaust memory.
+import PIL.Image  # noqa: E402
+
+PIL.Image.MAX_IMAGE_PIXELS = int(os.environ.get("CORROBORATE_MAX_IMAGE_PIXELS", str(64 * 1024 * 1024)))
+os.environ.setdefault("GDAL_CACHEMAX", "256")
+os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
 CORROBORATE_MAX_UPLOAD_BYTES = int(os.environ.get("CORROBORATE_MAX_UPLOAD_BYTES", str(8 * 1024**3)))
 EXPORT_ROOT = Path(os.environ.get("EXPORT_ROOT", VAR_DIR / "exports"))
 
