@@ -69,6 +69,8 @@ class AggregationResult:
     at random with their own answer frequencies, so reliability <= chance means no information.
     ``temperature`` is the fitted tempering of the log-likelihood; ``incremental_temperature`` is the one
     to pass to ``task_consensus`` together with ``worker_reliability`` and ``class_prior``.
+    ``worker_confusion[w, k, l]`` is P(volunteer w answers l | true class k) (zero rows and columns for
+    an ignored class); pass rows of it to ``task_consensus`` as ``confusions`` with ``temperature``.
     """
 
     labels: np.ndarray
@@ -87,6 +89,7 @@ class AggregationResult:
     temperature: float = 1.0
     incremental_temperature: float = 1.0
     prior_strength: float | None = None
+    worker_confusion: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -594,6 +597,8 @@ def aggregate(
     chance = answer_freq @ prior
     class_prior = np.zeros(n_classes)
     class_prior[keep_classes] = prior
+    confusion = np.zeros((n_workers, n_classes, n_classes))
+    confusion[:, keep_classes[:, None], keep_classes[None, :]] = pi
 
     incremental_tau = tau
     if calibrate and method in ("auto", "dawid_skene"):
@@ -623,6 +628,7 @@ def aggregate(
         temperature=tau,
         incremental_temperature=incremental_tau,
         prior_strength=fit.strength,
+        worker_confusion=confusion,
     )
 
 
@@ -832,14 +838,33 @@ def retirement_decision(
     min_answers: int = 3,
     max_answers: int = 10,
     threshold: float = 0.95,
+    vote_margin: int | None = None,
+    min_margin: int = 2,
 ) -> str:
     """``"retire"`` when confident enough after ``min_answers``; ``"needs_review"`` at ``max_answers``
-    without that confidence; else ``"continue"`` (keep serving the task)."""
-    if n_answers >= min_answers and confidence >= threshold:
+    without that confidence; else ``"continue"`` (keep serving the task).
+
+    ``vote_margin`` (answers for the top label minus answers for the runner-up), when given, must also
+    reach ``min_margin``: a task is never retired on one volunteer's word against another's, however
+    reliable the model thinks the first one is (in a replay of public crowds this halves the accuracy
+    lost to early retirement for a few per cent more answers).
+    """
+    margin_ok = vote_margin is None or vote_margin >= min_margin
+    if n_answers >= min_answers and confidence >= threshold and margin_ok:
         return "retire"
     if n_answers >= max_answers:
         return "needs_review"
     return "continue"
+
+
+def vote_margin(labels: Sequence[Any], *, ignore_label: Any = "unsure") -> int:
+    """Answers for the commonest label minus answers for the next one (``ignore_label`` not counted)."""
+    counts: dict[Any, int] = {}
+    for label in labels:
+        if label != ignore_label:
+            counts[label] = counts.get(label, 0) + 1
+    top = [*sorted(counts.values(), reverse=True), 0, 0]
+    return top[0] - top[1]
 
 
 # ------------------------------------------------------------------------------- campaign-level figures

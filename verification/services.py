@@ -236,6 +236,7 @@ def consensus_update_task(*, task: Task) -> Consensus:
             min_answers=campaign.min_answers,
             max_answers=campaign.max_answers,
             threshold=campaign.retirement_confidence,
+            vote_margin=aggregation.vote_margin([label for label, _ in rows], ignore_label=UNSURE),
         )
         new_status = {
             "retire": Task.Status.RETIRED,
@@ -315,12 +316,15 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
         ignore_label=class_index[UNSURE],
     )
     flagged = aggregation.flag_unreliable(result)
+    labels_by_task: dict[int, list[str]] = {}
+    for task_id, _, label in rows:
+        labels_by_task.setdefault(task_id, []).append(label)
     prior = [float(p) for p in result.class_prior[: len(classes) - 1]] if len(result.class_prior) else None
     with transaction.atomic():
         campaign.aggregation_state = {
             "class_prior": prior,
             "temperature": float(result.incremental_temperature),
-            "refit_at": timezone.now().isoformat(),
+            "refit_at": started.isoformat(),  # answers during the refit count as new
         }
         Campaign.objects.filter(pk=campaign.pk).update(aggregation_state=campaign.aggregation_state)
         for volunteer_id, index in v_index.items():
@@ -348,6 +352,7 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
                 min_answers=campaign.min_answers,
                 max_answers=campaign.max_answers,
                 threshold=campaign.retirement_confidence,
+                vote_margin=aggregation.vote_margin(labels_by_task[task_id], ignore_label=UNSURE),
             )
             statuses[decision] += 1
             Consensus.objects.update_or_create(
