@@ -1,0 +1,251 @@
+"""Researcher actions through the pages: uploads validated by content, gold CSV, members, blocking, promotion."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from tasks import jobs, services
+from tasks.models import Campaign, CampaignMembership, Job, Source, Task
+from tests.factories import CampaignFactory, TaskFactory, VolunteerFactory, grant
+from verification import services as verification_services
+from verification.models import Answer, LedgerEntry, VolunteerReliability
+
+pytestmark = pytest.mark.django_db
+
+User = get_user_model()
+XHR = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}
+
+
+@pytest.fixture
+def owner() -> Any:
+    return User.objects.create(username="lead")
+
+
+@pytest.fixture
+def campaign(owner: Any) -> Campaign:
+    campaign = CampaignFactory(slug="darfur", min_answers=2, max_answers=3)
+    grant(campaign, owner, CampaignMembership.Role.OWNER)
+    return campaign
+
+
+@pytest.fixture
+def client(owner: Any) -> Client:
+    client = Client()
+    client.force_login(owner)
+    return client
+
+
+def stored_files(media_root: Path) -> list[Path]:
+    return [p for p in media_root.rglob("*") if p.is_file()]
+
+
+def upload(path: Path, name: str | None = None) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name or path.name, path.read_bytes(), content_type="image/tiff")
+
+
+def test_a_corrupt_geotiff_is_refused_with_one_line_and_nothing_stored(
+    campaign, client, geotiff, _isolated_media
+):
+    response = client.post(
+        "/researcher/darfur/sources/",
+        {"before": upload(geotiff / "corrupt.tif"), "tile_size_px": 256, "overlap_px": 32},
+        **XHR,
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error and "\n" not in error and "Traceback" not in error
+    assert stored_files(_isolated_media) == []
+    assert not Job.objects.exists() and not Source.objects.exists()
+
+
+def test_upload_queue_validates_before_storing(campaign, owner, geotiff, _isolated_media):
+    with pytest.raises(services.IngestError):
+        services.upload_queue(
+            campaign=campaign,
+            kind="ingest_imagery",
+            files={"before": upload(geotiff / "corrupt.tif")},
+            params={},
+            created_by=owner,
+        )
+    assert stored_files(_isolated_media) == []
+
+
+def test_a_geotiff_upload_queues_a_job_whose_progress_can_be_polled(
+    campaign, client, geotiff, _isolated_media
+):
+    response = client.post(
+        "/researcher/darfur/sources/",
+        {"before": upload(geotiff / "RGB.byte.tif"), "tile_size_px": 256, "overlap_px": 0},
+        **XHR,
+    )
+    assert response.status_code == 201, response.content
+    job = Job.objects.get(pk=response.json()["job"]["id"])
+    assert job.kind == "ingest_imagery" and job.campaign_id == campaign.pk
+    assert job.params["before"].startswith("uploads/") and job.params["before"].endswith("/RGB.byte.tif")
+    assert job.params["before_name"] == "RGB.byte.tif"
+    assert (_isolated_media / job.params["before"]).is_file()
+    status = client.get(f"/researcher/darfur/jobs/{job.pk}.json").json()
+    assert status["status"] == "queued" and status["progress"] == 0
+    jobs.job_run(job.pk)
+    status = client.get(f"/researcher/darfur/jobs/{job.pk}.json").json()
+    assert status["status"] == "done" and status["progress"] == 1
+    assert status["campaign_tasks"] == Task.objects.filter(campaign=campaign).count() > 0
+    assert not (_isolated_media / job.params["before"]).exists()  # the upload goes once ingested
+    page = client.get("/researcher/darfur/sources/").content.decode()
+    assert f'id="job-{job.pk}"' in page and 'data-job-status="done"' in page
+
+
+def test_a_video_campaign_refuses_a_geotiff(owner, geotiff, _isolated_media):
+    campaign = CampaignFactory(slug="footage", kind=Campaign.Kind.VIDEO)
+    grant(campaign, owner, CampaignMembership.Role.OWNER)
+    client = Client()
+    client.force_login(owner)
+    response = client.post(
+        "/researcher/footage/sources/",
+        {"video": upload(geotiff / "RGB.byte.tif"), "max_segment_seconds": 10},
+        **XHR,
+    )
+    assert response.status_code == 400
+    assert stored_files(_isolated_media) == []
+
+
+def test_a_campaign_is_created_with_a_custom_question_set(owner):
+    owner.user_permissions.add(Permission.objects.get(codename="add_campaign"))
+    client = Client()
+    client.force_login(owner)
+    bad = client.post(
+        "/researcher/new/",
+        {
+            "slug": "roofs",
+            "title": "Roofs",
+            "kind": "imagery",
+            "status": "draft",
+            "question_set": '{"primary": "x", "questions": []}',
+            "min_answers": 3,
+            "max_answers": 5,
+            "retirement_confidence": 0.9,
+            "gold_share": 0.1,
+            "lease_seconds": 600,
+        },
+    )
+    assert bad.status_code == 200 and "non-empty list" in bad.content.decode()
+    assert not Campaign.objects.filter(slug="roofs").exists()
+    question_set = {
+        "primary": "roof",
+        "questions": [
+            {
+                "key": "roof",
+                "type": "single",
+                "text": "Roof?",
+                "choices": [
+                    {"value": "metal", "label": "Metal", "help": "shiny", "image": "/static/x.jpg"},
+                    {"value": "thatch", "label": "Thatch"},
+                ],
+            },
+            {"key": "where", "type": "location", "text": "Where?"},
+        ],
+    }
+    good = client.post(
+        "/researcher/new/",
+        {
+            "slug": "roofs",
+            "title": "Roofs",
+            "kind": "imagery",
+            "status": "draft",
+            "question_set": json.dumps(question_set),
+            "min_answers": 3,
+            "max_answers": 5,
+            "retirement_confidence": 0.9,
+            "gold_share": 0.1,
+            "lease_seconds": 600,
+        },
+    )
+    assert good.status_code == 302 and good["Location"] == "/researcher/roofs/sources/"
+    campaign = Campaign.objects.get(slug="roofs")
+    assert campaign.question_set == question_set and campaign.retirement_confidence == 0.9
+    assert CampaignMembership.objects.get(campaign=campaign).role == "owner"
+
+
+def test_gold_csv_import_is_all_or_nothing(campaign, client):
+    tasks = [TaskFactory(campaign=campaign) for _ in range(3)]
+    bad = f"task_id,label,explanation\n{tasks[0].pk},destroyed,ash\n{tasks[1].pk},burnt,??\n"
+    response = client.post(
+        "/researcher/darfur/gold/", {"csv_file": SimpleUploadedFile("g.csv", bad.encode())}
+    )
+    assert response.status_code == 400 and "line 3" in response.content.decode()
+    assert not Task.objects.filter(is_gold=True).exists()
+    good = f'task_id,label,explanation\n{tasks[0].pk},destroyed,"Huts before, ash after"\n{tasks[1].pk},intact,Roofs\n'
+    response = client.post(
+        "/researcher/darfur/gold/", {"csv_file": SimpleUploadedFile("g.csv", good.encode())}
+    )
+    assert response.status_code == 302
+    gold = Task.objects.get(pk=tasks[0].pk)
+    assert gold.is_gold and gold.gold_answer == {"damage": "destroyed"}
+    assert gold.gold_explanation == "Huts before, ash after"
+    assert LedgerEntry.objects.filter(campaign=campaign, record__type="gold_set").count() == 2
+
+
+def test_gold_csv_refuses_a_task_of_another_campaign(campaign, owner):
+    other = TaskFactory()
+    with pytest.raises(services.IngestError, match="not in campaign darfur"):
+        services.gold_import_csv(campaign=campaign, csv_text=f"{other.pk},intact,x\n", by=owner)
+
+
+def test_owners_manage_roles_and_keep_one_owner(campaign, client, owner):
+    User.objects.create(username="ana")
+    assert (
+        client.post("/researcher/darfur/members/", {"username": "ana", "role": "reviewer"}).status_code == 302
+    )
+    assert CampaignMembership.objects.get(campaign=campaign, user__username="ana").role == "reviewer"
+    response = client.post("/researcher/darfur/members/", {"username": "lead", "role": "viewer"})
+    assert response.status_code == 200 and "at least one owner" in response.content.decode()
+    assert (
+        client.post("/researcher/darfur/members/", {"username": "ana", "role": "remove"}).status_code == 302
+    )
+    assert not CampaignMembership.objects.filter(campaign=campaign, user__username="ana").exists()
+    kinds = list(LedgerEntry.objects.filter(campaign=campaign).values_list("record__type", flat=True))
+    assert kinds == ["member_role", "member_removed"]
+
+
+def answer(task: Task, volunteer: Any, label: str) -> None:
+    verification_services.answer_submit(
+        task=task, volunteer=volunteer, answer={"damage": label}, client_id=uuid.uuid4()
+    )
+
+
+def test_blocking_a_volunteer_recomputes_the_consensus(campaign, client):
+    task = TaskFactory(campaign=campaign)
+    honest, other, spammer = VolunteerFactory(), VolunteerFactory(), VolunteerFactory()
+    answer(task, honest, "intact")
+    answer(task, spammer, "destroyed")
+    answer(task, other, "intact")
+    response = client.post(
+        "/researcher/darfur/volunteers/block", {"volunteer": str(spammer.public_id), "blocked": "on"}
+    )
+    assert response.status_code == 302
+    assert VolunteerReliability.objects.get(campaign=campaign, volunteer=spammer).blocked
+    task.consensus.refresh_from_db()
+    assert task.consensus.n_answers == 2 and task.consensus.label == "intact"
+    assert Answer.objects.filter(task=task).count() == 3  # answers are never deleted
+    page = client.get("/researcher/darfur/dashboard/").content.decode()
+    assert spammer.pseudonym in page and "Unblock" in page and "<svg" in page
+
+
+def test_promotion_from_the_page(campaign, client, owner):
+    task = TaskFactory(campaign=campaign)
+    verification_services.decision_record(task=task, reviewer=owner, label="intact", note="roofs seen")
+    follow_up = CampaignFactory(slug="count-huts")
+    grant(follow_up, owner, CampaignMembership.Role.OWNER)
+    response = client.post("/researcher/darfur/promote/", {"target": follow_up.pk, "labels": ["intact"]})
+    assert response.status_code == 302
+    assert Task.objects.get(campaign=follow_up).promoted_from_id == task.pk
+    assert client.post("/researcher/darfur/promote/", {"target": follow_up.pk}).status_code == 400
