@@ -82,7 +82,9 @@ def task_candidates(*, campaign: Campaign, volunteer: Volunteer, now: Any, gold:
             answer_count__lt=campaign.max_answers,
             open_leases__lt=Greatest(Value(campaign.min_answers) - F("answer_count"), Value(1)),
         )
-    return queryset.order_by("-priority", "id")
+    # Ties keep the index order (the heap order of equal keys): ordering by -priority alone lets
+    # PostgreSQL walk the task_serving index and stop at the first free task instead of sorting them all.
+    return queryset.order_by("-priority")
 
 
 def task_slots_left(*, task: Task, campaign: Campaign, volunteer: Volunteer, now: Any) -> int:

@@ -314,19 +314,23 @@ def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> LeaseR
 
 
 def _lease_write(*, task: Task, volunteer: Volunteer, now: Any, expires_at: Any) -> Assignment:
-    # An earlier, expired lease of this volunteer on this task is taken up again; otherwise a new row.
-    fields = {"state": Assignment.State.LEASED, "leased_at": now, "expires_at": expires_at}
-    updated = Assignment.objects.filter(task=task, volunteer=volunteer, state=Assignment.State.LEASED).update(
-        **fields
+    # One upsert: an earlier, expired lease of this volunteer on this task is taken up again. It cannot
+    # overwrite an answer or a skip: candidates exclude those, and the task's row lock (PostgreSQL) or the
+    # IMMEDIATE transaction (SQLite) keeps an answer to this task from landing in between.
+    assignment = Assignment(
+        task=task,
+        volunteer=volunteer,
+        campaign=task.campaign,
+        state=Assignment.State.LEASED,
+        leased_at=now,
+        expires_at=expires_at,
     )
-    if updated:
-        assignment = Assignment.objects.get(task=task, volunteer=volunteer)
-    else:
-        assignment = Assignment.objects.create(
-            task=task, volunteer=volunteer, campaign=task.campaign, **fields
-        )
-    assignment.task = task
-    assignment.volunteer = volunteer
+    Assignment.objects.bulk_create(
+        [assignment],
+        update_conflicts=True,
+        unique_fields=["task", "volunteer"],
+        update_fields=["state", "leased_at", "expires_at"],
+    )
     return assignment
 
 
