@@ -33,7 +33,11 @@ def sha256_path(path: str | Path) -> tuple[str, int]:
 
 
 class HashingReader:
-    """A file wrapper that hashes bytes as storage reads them, so an original is read once, not twice."""
+    """A file wrapper that hashes bytes as storage reads them, so an original is read once, not twice.
+
+    Only the contiguous prefix is hashed, each byte once: S3 uploads read the body for their own checksum,
+    seek back and read it again, which must not hash the same bytes twice.
+    """
 
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
@@ -41,9 +45,12 @@ class HashingReader:
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
+        start = self._stream.tell() if self._stream.seekable() else self.size
         chunk = self._stream.read(size)
-        self._digest.update(chunk)
-        self.size += len(chunk)
+        end = start + len(chunk)
+        if start <= self.size < end:
+            self._digest.update(chunk[self.size - start :])
+            self.size = end
         return chunk
 
     def hexdigest(self) -> str:
