@@ -90,6 +90,7 @@ class PackageWriter:
     root: Path
     manifest: list[tuple[str, str, int]] = field(default_factory=list)
     _inode_digests: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
+    _made_dirs: set[Path] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         (self.root / "data").mkdir(parents=True, exist_ok=False)
@@ -98,7 +99,9 @@ class PackageWriter:
         if relpath.startswith("/") or ".." in Path(relpath).parts:
             raise PackageError(f"unsafe path in package: {relpath}")
         target = self.root / "data" / relpath
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._made_dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(target.parent)
         return target
 
     @contextlib.contextmanager
