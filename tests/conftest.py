@@ -65,6 +65,7 @@ def _isolated_media(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     media = tmp_path_factory.mktemp("media")
     settings.MEDIA_ROOT = str(media)
     settings.CORROBORATE_RATE_LIMITS = False  # one test turns them back on
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # tests only: fast users
     yield media  # FileSystemStorage re-reads MEDIA_ROOT when the setting changes
     shutil.rmtree(media, ignore_errors=True)
 
