@@ -88,3 +88,4 @@ def _ingest_video(job: Job) -> dict[str, Any]:
 
 
 JOB_KINDS = {"ingest_imagery": _ingest_imagery, "ingest_video": _ingest_video}
+JOB_KINDS["export_evidence"] = lambda job: __import__("verification.jobs").jobs.export_evidence(job)

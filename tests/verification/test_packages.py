@@ -317,3 +317,73 @@ def test_verify_ledger_detects_reordered_rows(campaign: Campaign) -> None:
     LedgerEntry.objects.filter(pk=second["pk"]).update(record=first["record"])
     code, _, err = run("verify_ledger", "--campaign", campaign.slug)
     assert code == 1 and "seq 3" in err
+
+
+# ---------------------------------------------------------------- export pages and job
+
+
+def export_through_the_page(client: Any, campaign: Campaign) -> dict[str, Any]:
+    from tasks.jobs import job_run
+    from tasks.models import Job
+
+    response = client.post(f"/researcher/{campaign.slug}/exports/", {"evidence_set": ""})
+    assert response.status_code == 302
+    job = Job.objects.get(kind="export_evidence")
+    assert response["Location"] == f"/researcher/{campaign.slug}/exports/jobs/{job.pk}/"
+    job_run(job.pk)
+    status = client.get(f"/researcher/{campaign.slug}/exports/jobs/{job.pk}/?format=json").json()
+    return dict(status)
+
+
+def test_an_owner_exports_through_a_job_and_downloads_the_package(
+    campaign: Campaign, client: Any, settings: Any, tmp_path: Path
+) -> None:
+    import io
+    import tarfile
+
+    from tasks.services import membership_set
+
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    owner = UserFactory()
+    membership_set(campaign=campaign, user=owner, role="owner")
+    client.force_login(owner)
+    status = export_through_the_page(client, campaign)
+    assert status["status"] == "done" and status["progress"] == 1.0 and status["download_url"]
+    page = client.get(f"/researcher/{campaign.slug}/exports/")
+    assert page.status_code == 200 and b"Download" in page.content
+    response = client.get(status["download_url"])
+    assert response.status_code == 200 and response["Content-Type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(b"".join(response.streaming_content))) as archive:
+        names = archive.getnames()
+    assert any(n.endswith("/bagit.txt") for n in names) and any(n.endswith("data/answers.csv") for n in names)
+    one = client.get(status["download_url"] + "?file=data/consensus.csv")
+    assert one.status_code == 200 and b"task_id" in b"".join(one.streaming_content)
+    assert client.get(status["download_url"] + "?file=../../etc/passwd").status_code == 404
+
+
+def test_a_failed_export_job_reports_the_reason(client: Any, settings: Any, tmp_path: Path) -> None:
+    from tasks.services import membership_set
+
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    owner = UserFactory()
+    campaign = task_services.campaign_create(slug="nothing", title="Nothing", kind=Campaign.Kind.IMAGERY)
+    membership_set(campaign=campaign, user=owner, role="owner")
+    client.force_login(owner)
+    status = export_through_the_page(client, campaign)
+    assert status["status"] == "failed" and status["message"].startswith("nothing to export")
+
+
+def test_viewers_download_but_cannot_export_and_strangers_see_nothing(
+    campaign: Campaign, package: Path, client: Any
+) -> None:
+    from tasks.services import membership_set
+
+    viewer, stranger = UserFactory(), UserFactory()
+    membership_set(campaign=campaign, user=viewer, role="viewer")
+    export = Export.objects.get(campaign=campaign)
+    client.force_login(viewer)
+    assert client.post(f"/researcher/{campaign.slug}/exports/").status_code == 403
+    assert client.get(f"/researcher/{campaign.slug}/exports/{export.pk}/download").status_code == 200
+    client.force_login(stranger)
+    assert client.get(f"/researcher/{campaign.slug}/exports/").status_code == 404
+    assert client.get(f"/researcher/{campaign.slug}/exports/{export.pk}/download").status_code == 404
