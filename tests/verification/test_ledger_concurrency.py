@@ -1,0 +1,54 @@
+"""Concurrent ledger appends on PostgreSQL still form one chain (the LedgerHead row lock serialises them)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from tasks import services as task_services
+from tasks.models import Campaign
+from verification import ledger
+from verification import services as verification_services
+from verification.models import LedgerEntry, LedgerHead
+
+THREADS = 8
+APPENDS_PER_THREAD = 15
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_appends_form_one_unbroken_chain(require_postgres: None) -> None:
+    campaign = task_services.campaign_create(slug="race", title="Race", kind=Campaign.Kind.IMAGERY)
+    start = threading.Barrier(THREADS)
+    errors: list[BaseException] = []
+
+    def append_many(worker: int) -> None:
+        try:
+            start.wait()
+            for n in range(APPENDS_PER_THREAD):
+                with transaction.atomic():
+                    verification_services.ledger_append(
+                        campaign=campaign, record={"type": "test", "worker": worker, "n": n}
+                    )
+        except BaseException as exc:  # reported in the main thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=append_many, args=(w,)) for w in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    entries = [e.as_line() for e in LedgerEntry.objects.filter(campaign=campaign).order_by("seq")]
+    head = LedgerHead.objects.get(campaign=campaign)
+    assert len(entries) == 1 + THREADS * APPENDS_PER_THREAD
+    assert ledger.verify_entries(entries, expected_head=head.head_hash) is None
+    assert head.seq == len(entries) - 1
+    assert verification_services.ledger_verify(campaign=campaign) is None
+    # Each worker's own appends appear in its order, interleaved with the others'.
+    for worker in range(THREADS):
+        ns = [e["record"]["n"] for e in entries if e["record"].get("worker") == worker]
+        assert ns == list(range(APPENDS_PER_THREAD))
