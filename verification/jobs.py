@@ -51,3 +51,33 @@ def export_evidence(job: Job) -> dict[str, Any]:
     except services.ExportError as exc:
         # job_run reports IngestError as a clean, user-facing failure (no traceback in the job).
         raise IngestError(str(exc)) from exc
+
+
+def refit_all_campaigns() -> list[dict[str, Any]]:
+    """Refit the consensus of every live campaign that has answers newer than its last refit.
+
+    Run every few minutes by the "refit-consensus" schedule (created by a data migration): the refit
+    updates volunteers' reliabilities, the class prior and the temperature that the per-answer
+    incremental consensus uses, so retirement follows the whole campaign's evidence.
+    """
+    import logging
+
+    from django.utils.dateparse import parse_datetime
+
+    from verification.models import Answer
+
+    logger = logging.getLogger("corroborate.jobs")
+    summaries = []
+    for campaign in Campaign.objects.filter(status=Campaign.Status.LIVE).order_by("pk"):
+        refit_at = parse_datetime(str((campaign.aggregation_state or {}).get("refit_at") or ""))
+        answers = Answer.objects.filter(campaign=campaign)
+        if refit_at is not None:
+            answers = answers.filter(created_at__gt=refit_at)
+        if not answers.exists():
+            continue
+        try:
+            summaries.append(services.consensus_recompute_campaign(campaign=campaign))
+        except Exception:
+            # One campaign's failure must not stop the others' refits; the next run retries it.
+            logger.exception("consensus refit failed", extra={"campaign": campaign.slug})
+    return summaries
