@@ -421,7 +421,9 @@ def _task_page(
         decision_form=decision_form
         or forms.DecisionForm(campaign=campaign, initial={"label": consensus.label if consensus else None}),
         gold_form=gold_form
-        or forms.GoldForm(campaign=campaign, initial={"label": consensus.label if consensus else None}),
+        or forms.GoldForm(
+            campaign=campaign, prefix="gold", initial={"label": consensus.label if consensus else None}
+        ),
         next_url=_next_in_queue(campaign, task),
         status=status,
     )
@@ -476,7 +478,7 @@ def task_decide(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
 def task_gold(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
     campaign, role = _campaign_for(request, slug, REVIEWER)
     task = _task_of(campaign, task_id)
-    form = forms.GoldForm(request.POST, campaign=campaign)
+    form = forms.GoldForm(request.POST, campaign=campaign, prefix="gold")
     if form.is_valid():
         primary = campaign.question_set["primary"]
         question = next(q for q in campaign.question_set["questions"] if q["key"] == primary)
@@ -588,9 +590,10 @@ def evidence_detail(request: HttpRequest, slug: str, set_id: int) -> HttpRespons
             else:
                 return redirect("researcher-evidence", slug=campaign.slug, set_id=evidence_set.pk)
     versions = EvidenceSet.objects.filter(campaign=campaign, name=evidence_set.name).order_by("version")
-    filters = dict(evidence_set.filters)
-    if "aoi" in filters:
-        filters["aoi"] = "polygon"
+    filters = {
+        key: "a polygon" if key == "aoi" else ", ".join(value) if isinstance(value, list) else value
+        for key, value in evidence_set.filters.items()
+    }
     return _page(
         request,
         "researcher_evidence.html",

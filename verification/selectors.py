@@ -349,13 +349,16 @@ def label_colours(campaign: Campaign) -> dict[str, str]:
     """A stable colour per choice of the primary question; unsure and unlabelled tasks are grey."""
     primary = campaign.question_set["primary"]
     question = next(q for q in campaign.question_set["questions"] if q["key"] == primary)
+    # Labels that mean the same everywhere keep their colour: destroyed red, intact green, unsure grey.
+    semantic = {"destroyed": "#d62728", "damaged": "#ff7f0e", "intact": "#2ca02c", "unsure": "#7f7f7f"}
+    palette = [c for c in LABEL_COLOURS if c not in semantic.values()]
     colours = {}
     index = 0
     for choice in question.get("choices", []):
-        if choice["value"] == "unsure":
-            colours["unsure"] = "#7f7f7f"
+        if choice["value"] in semantic:
+            colours[choice["value"]] = semantic[choice["value"]]
             continue
-        colours[choice["value"]] = LABEL_COLOURS[index % len(LABEL_COLOURS)]
+        colours[choice["value"]] = palette[index % len(palette)]
         index += 1
     return colours
 

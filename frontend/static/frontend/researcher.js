@@ -69,13 +69,13 @@
     function choiceRow(question, choice, index) {
       const preview = el("img", { alt: "", hidden: !choice.image, src: choice.image || null });
       return el("div", { class: "qs-choice" }, [
-        el("input", { "aria-label": "Value", placeholder: "value", value: choice.value || "", size: 12,
+        el("input", { type: "text", class: "qs-value", "aria-label": "Value", placeholder: "value", value: choice.value || "", size: 12,
           oninput: (e) => { choice.value = e.target.value.trim(); changed(false); } }),
-        el("input", { "aria-label": "Label", placeholder: "Label shown to volunteers", value: choice.label || "", size: 22,
+        el("input", { type: "text", "aria-label": "Label", placeholder: "Label shown to volunteers", value: choice.label || "", size: 22,
           oninput: (e) => { choice.label = e.target.value; changed(false); } }),
-        el("input", { "aria-label": "Help", placeholder: "Help text", value: choice.help || "", size: 28,
+        el("input", { type: "text", "aria-label": "Help", placeholder: "Help text", value: choice.help || "", size: 28,
           oninput: (e) => { if (e.target.value) choice.help = e.target.value; else delete choice.help; changed(false); } }),
-        el("input", { "aria-label": "Example image URL", placeholder: "Example image URL", value: choice.image || "", size: 22,
+        el("input", { type: "text", "aria-label": "Example image URL", placeholder: "Example image URL", value: choice.image || "", size: 22,
           oninput: (e) => {
             if (e.target.value) choice.image = e.target.value.trim(); else delete choice.image;
             preview.hidden = !choice.image;
@@ -119,7 +119,7 @@
             onclick: () => { state.questions.splice(index, 1); changed(true); } }),
         ]),
         el("div", { class: "qs-row" }, [
-          labelled("Question", el("input", { type: "text", value: question.text || "",
+          labelled("Question", el("input", { type: "text", class: "qs-text", value: question.text || "",
             oninput: (e) => { question.text = e.target.value; changed(false); } }), "wide"),
           labelled("Help", el("input", { type: "text", value: question.help || "",
             oninput: (e) => { if (e.target.value) question.help = e.target.value; else delete question.help; changed(false); } }), "wide"),
