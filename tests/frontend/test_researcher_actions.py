@@ -31,8 +31,8 @@ def owner() -> Any:
 
 
 @pytest.fixture
-def campaign(owner: Any) -> Campaign:
-    campaign = CampaignFactory(slug="darfur", min_answers=2, max_answers=3)
+def campaign(owner: Any) -> Any:
+    campaign: Any = CampaignFactory(slug="darfur", min_answers=2, max_answers=3)
     grant(campaign, owner, CampaignMembership.Role.OWNER)
     return campaign
 
@@ -105,7 +105,7 @@ def test_a_geotiff_upload_queues_a_job_whose_progress_can_be_polled(
 
 
 def test_a_video_campaign_refuses_a_geotiff(owner, geotiff, _isolated_media):
-    campaign = CampaignFactory(slug="footage", kind=Campaign.Kind.VIDEO)
+    campaign: Any = CampaignFactory(slug="footage", kind=Campaign.Kind.VIDEO)
     grant(campaign, owner, CampaignMembership.Role.OWNER)
     client = Client()
     client.force_login(owner)
@@ -223,7 +223,7 @@ def answer(task: Task, volunteer: Any, label: str) -> None:
 
 
 def test_blocking_a_volunteer_recomputes_the_consensus(campaign, client):
-    task = TaskFactory(campaign=campaign)
+    task: Any = TaskFactory(campaign=campaign)
     honest, other, spammer = VolunteerFactory(), VolunteerFactory(), VolunteerFactory()
     answer(task, honest, "intact")
     answer(task, spammer, "destroyed")
@@ -241,7 +241,7 @@ def test_blocking_a_volunteer_recomputes_the_consensus(campaign, client):
 
 
 def test_promotion_from_the_page(campaign, client, owner):
-    task = TaskFactory(campaign=campaign)
+    task: Any = TaskFactory(campaign=campaign)
     verification_services.decision_record(task=task, reviewer=owner, label="intact", note="roofs seen")
     follow_up = CampaignFactory(slug="count-huts")
     grant(follow_up, owner, CampaignMembership.Role.OWNER)

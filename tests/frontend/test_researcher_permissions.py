@@ -69,8 +69,8 @@ def expected(endpoint: Endpoint, who: str) -> int:
 
 @pytest.fixture
 def world() -> dict[str, Any]:
-    campaign = CampaignFactory(slug="darfur")
-    task = TaskFactory(campaign=campaign, status=Task.Status.NEEDS_REVIEW, footprint=None)
+    campaign: Any = CampaignFactory(slug="darfur")
+    task: Any = TaskFactory(campaign=campaign, status=Task.Status.NEEDS_REVIEW, footprint=None)
     Consensus.objects.create(task=task, label="destroyed", confidence=0.5, n_answers=3)
     # No passwords: the clients log in with force_login, and hashing five passwords per test is slow.
     users = {

@@ -27,21 +27,23 @@ FOLLOW_UP_QUESTIONS = {
 
 
 @pytest.fixture
-def stage_one() -> Campaign:
-    campaign = CampaignFactory(slug="stage-1")
+def stage_one() -> Any:
+    campaign: Any = CampaignFactory(slug="stage-1")
     for label, confidence in [
         ("intact", 0.98),
         ("intact", 0.55),
         ("no_structures", 0.99),
         ("destroyed", 0.97),
     ]:
-        task = TaskFactory(campaign=campaign, media={"before": "tiles/x.jpg"}, footprint={"type": "Point"})
+        task: Any = TaskFactory(
+            campaign=campaign, media={"before": "tiles/x.jpg"}, footprint={"type": "Point"}
+        )
         Consensus.objects.create(task=task, label=label, confidence=confidence, n_answers=3)
     return campaign
 
 
 @pytest.fixture
-def stage_two() -> Campaign:
+def stage_two() -> Any:
     return CampaignFactory(slug="stage-2", question_set=FOLLOW_UP_QUESTIONS)
 
 

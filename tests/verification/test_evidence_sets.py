@@ -27,7 +27,7 @@ def square(west: float, south: float, size: float = 0.01) -> dict[str, Any]:
 
 @pytest.fixture
 def campaign() -> Any:
-    campaign = CampaignFactory(slug="darfur")
+    campaign: Any = CampaignFactory(slug="darfur")
     rows = [
         ("destroyed", 0.97, Task.Status.RETIRED, 23.00),
         ("destroyed", 0.60, Task.Status.NEEDS_REVIEW, 23.02),
@@ -35,7 +35,7 @@ def campaign() -> Any:
         ("destroyed", 0.93, Task.Status.RETIRED, 23.50),
     ]
     for label, confidence, status, west in rows:
-        task = TaskFactory(
+        task: Any = TaskFactory(
             campaign=campaign,
             status=status,
             bbox=[west, 13.0, west + 0.01, 13.01],
