@@ -275,7 +275,7 @@ def _fit_em(
                     task, worker, label, post, n_workers, pseudo=_ACCURACY_PSEUDO_ANSWERS
                 )
                 prior_mean = np.exp(_one_coin_log_pi(accuracy, n_classes))
-                if fixed_strength is None and iterations in (1, 4, 10):
+                if fixed_strength is None and iterations in (1, 5):
                     strength = _choose_strength(
                         task, worker, label, post, counts, prior_mean, log_prior, n_tasks
                     )
@@ -451,7 +451,7 @@ def _cross_fitted_answer_ll(
             model=method,
             gold_tasks=gold_tasks[keep_gold],
             gold_labels=gold_labels[keep_gold],
-            max_iter=25,
+            max_iter=10,  # warm-started from the full fit: a few steps suffice
             init_post=init_post,
             fixed_strength=fit.strength,
         )

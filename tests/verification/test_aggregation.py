@@ -31,12 +31,12 @@ CROWD = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "cr
 # Accuracy of `auto` on gold measured at commit time, minus about a point; calibration error bounds
 # likewise (they are what the truth-free temperature reaches, not the 0.05 target on every set).
 FLOORS = {
-    "bluebird": (0.88, 0.09),
+    "bluebird": (0.88, 0.08),
     "rte": (0.92, 0.05),
     "dog": (0.83, 0.12),
-    "web": (0.81, 0.06),
+    "web": (0.815, 0.05),
     "product": (0.93, 0.05),
-    "cf": (0.87, 0.10),
+    "cf": (0.87, 0.09),
     "zencrowd_in": (0.75, 0.14),
 }
 
