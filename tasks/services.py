@@ -222,6 +222,23 @@ def volunteer_register(*, volunteer: Volunteer, user: User) -> Volunteer:
     return volunteer
 
 
+@transaction.atomic
+def volunteer_tutorial_done(*, volunteer: Volunteer, campaign: Campaign) -> Volunteer:
+    """Record that the volunteer went through the campaign's tutorial (once per campaign)."""
+    volunteer = Volunteer.objects.select_for_update().get(pk=volunteer.pk)
+    if campaign.slug not in (volunteer.tutorial_done or []):
+        volunteer.tutorial_done = [*(volunteer.tutorial_done or []), campaign.slug]
+        volunteer.save(update_fields=["tutorial_done"])
+    return volunteer
+
+
+def volunteer_set_graphic_opt_in(*, volunteer: Volunteer, opt_in: bool) -> Volunteer:
+    """Whether graphic footage is shown unblurred (a warning is still shown); off unless chosen."""
+    Volunteer.objects.filter(pk=volunteer.pk).update(graphic_opt_in=opt_in)
+    volunteer.graphic_opt_in = opt_in
+    return volunteer
+
+
 # ---------------------------------------------------------------- leasing
 
 

@@ -30,14 +30,17 @@ IMAGERY_TUTORIAL = [
     {
         "title": "Compare two dates",
         "text": "Each task shows the same patch of ground before and after. Press f to flicker between them.",
+        "example": "no_structures",
     },
     {
         "title": "Look for huts",
         "text": "Villages are round huts with pale thatched roofs, often inside a fence ring.",
+        "example": "intact",
     },
     {
         "title": "Spot destruction",
         "text": "Burned huts turn into dark ash rings. If you cannot tell, answer Unsure: it is never penalised.",
+        "example": "destroyed",
     },
 ]
 

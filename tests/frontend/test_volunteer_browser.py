@@ -1,0 +1,208 @@
+"""Headless Chromium: a new volunteer's whole journey, and the classify page on a 360 px phone."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks import services
+from tasks.models import Campaign, Task, Volunteer
+from tests.factories import UserFactory
+from verification.models import Answer
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--autoplay-policy=no-user-gesture-required",
+]
+GOLD_EXPLANATION = "The huts visible before are replaced by dark ash rings after."
+SCREENSHOTS = os.environ.get("CORROBORATE_SCREENSHOTS")  # a folder: the test saves what it saw there
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test are still synchronous.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def demo_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fixtures.synthetic_video import make_demo_video
+
+    path = tmp_path_factory.mktemp("video") / "market-street.mp4"
+    make_demo_video(path)
+    return path
+
+
+@pytest.fixture
+def imagery_campaign(demo_pair: Any) -> Campaign:
+    before, after, _ = demo_pair
+    campaign = services.campaign_create(
+        slug="demo-imagery",
+        title="Decode Darfur (demo)",
+        kind=Campaign.Kind.IMAGERY,
+        description="Villages.",
+        gold_share=1.0,  # the gold task comes first, so that the journey always meets it
+    )
+    services.source_ingest_imagery(campaign=campaign, before=before, after=after)
+    gold = Task.objects.filter(campaign=campaign).order_by("id").first()
+    assert gold is not None
+    services.task_mark_gold(
+        task=gold, answer={"damage": "destroyed"}, explanation=GOLD_EXPLANATION, by=UserFactory()
+    )
+    campaign.tutorial = [
+        {"title": "Compare two dates", "text": "Before and after.", "example": "destroyed"},
+        {"title": "Look for huts", "text": "Round pale roofs.", "task": gold.pk},
+    ]
+    campaign.save(update_fields=["tutorial"])
+    return campaign
+
+
+@pytest.fixture
+def video_campaign(demo_video: Path) -> Campaign:
+    campaign = services.campaign_create(
+        slug="demo-video", title="Verify the footage (demo)", kind=Campaign.Kind.VIDEO, gold_share=0
+    )
+    services.source_ingest_video(campaign=campaign, path=demo_video)
+    first = Task.objects.filter(campaign=campaign).order_by("id").first()
+    assert first is not None
+    Task.objects.filter(pk=first.pk).update(flags={"graphic": True}, priority=5)
+    return campaign
+
+
+def shot(page: Any, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
+def wait_ready(page: Any) -> str:
+    page.wait_for_selector("#classify[data-ready='1']", state="attached")
+    task_id = page.locator("#classify").get_attribute("data-task-id")
+    assert task_id
+    return task_id
+
+
+def test_new_volunteer_tutorial_keyboard_imagery_mouse_video_and_gold_feedback(
+    browser: Any, live_server: Any, imagery_campaign: Campaign, video_campaign: Campaign
+) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(live_server.url + "/")
+    shot(page, "home")
+    page.get_by_role("link", name="Decode Darfur (demo)").first.click()
+    # The tutorial shows real task tiles, and the field guide an example of an answer.
+    page.wait_for_selector("#tutorial[open] .step img", state="visible")
+    assert page.locator(".guide-item img").count() >= 1
+    shot(page, "campaign")
+    page.locator("#start").click()
+    page.wait_for_selector("#classify", state="attached")
+    volunteer = Volunteer.objects.get()
+    assert volunteer.tutorial_done == ["demo-imagery"]
+
+    # Five imagery tasks with the keyboard; the first is the gold task, whose feedback is shown.
+    seen: list[str] = []
+    for n in range(5):
+        task_id = wait_ready(page)
+        seen.append(task_id)
+        if n == 1:
+            page.keyboard.press("f")  # flicker, then back
+            page.wait_for_selector(".viewer.mode-flicker", state="attached")
+            page.keyboard.press("f")
+            page.keyboard.press("+")
+            page.keyboard.press("ArrowLeft")
+            assert "scale(2)" in (
+                page.locator("#img-after")
+                .evaluate_handle("i => i.parentElement.style.transform")
+                .json_value()
+                or ""
+            )
+            page.keyboard.press("0")
+            shot(page, "classify-imagery")
+        page.keyboard.press("3" if n % 2 == 0 else "u")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f"#classify[data-answered='{n + 1}']", state="attached")
+        if n == 0:
+            page.wait_for_selector("#feedback:not([hidden])", state="visible")
+            text = page.locator("#feedback-text").inner_text()
+            assert "Well spotted" in text and "Structures destroyed" in text and GOLD_EXPLANATION in text
+            assert page.evaluate("document.activeElement.id") == "feedback-next"
+            shot(page, "feedback")
+            page.keyboard.press("Enter")
+    assert len(set(seen)) == 5
+    answers = list(Answer.objects.filter(campaign=imagery_campaign).order_by("id"))
+    assert [a.label for a in answers] == ["destroyed", "unsure", "destroyed", "unsure", "destroyed"]
+    assert answers[0].task.is_gold
+    assert all(a.duration_ms is not None and a.duration_ms > 0 for a in answers)
+
+    # Two video tasks with the mouse; the graphic one is blurred until the volunteer chooses to see it.
+    page.goto(f"{live_server.url}/campaigns/demo-video/")
+    page.locator("#start").click()
+    for n in range(2):
+        wait_ready(page)
+        if page.locator("#classify").get_attribute("data-graphic") == "1":
+            assert page.locator("#media .video-wrap.blurred").count() == 1
+            shot(page, "classify-video-graphic")
+            page.locator("#graphic-show").click()
+            assert page.locator("#media .video-wrap.blurred").count() == 0
+        page.locator(".keyframe").nth(1).click()
+        page.locator("label[for='choice-consistent']").click()
+        page.locator("label[for='q-clues-terrain']").click()
+        page.locator("#submit").click()
+        page.wait_for_selector(f"#classify[data-answered='{n + 1}']", state="attached")
+    video_answers = list(Answer.objects.filter(campaign=video_campaign).order_by("id"))
+    assert [a.answer["authentic"] for a in video_answers] == ["consistent", "consistent"]
+    assert all(a.answer["clues"] == ["terrain"] for a in video_answers)
+    assert errors == []
+    page.close()
+
+
+def test_phone_viewport_every_control_is_visible_and_tappable(
+    browser: Any, live_server: Any, imagery_campaign: Campaign, video_campaign: Campaign
+) -> None:
+    page = browser.new_page(viewport={"width": 360, "height": 740}, device_scale_factor=2, has_touch=True)
+    for slug in ("demo-imagery", "demo-video"):
+        page.goto(f"{live_server.url}/campaigns/{slug}/")
+        start = page.locator("#start")
+        box = start.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360 and box["height"] >= 44
+        start.click()
+        wait_ready(page)
+        shot(page, f"phone-{slug}")
+        controls = page.locator(
+            "#classify button:visible, #classify label.choice:visible, #classify label.small-choice:visible, "
+            "#classify input[type=range]:visible, #classify a.button:visible"
+        )
+        assert controls.count() >= 5
+        for i in range(controls.count()):
+            control = controls.nth(i)
+            control.scroll_into_view_if_needed()
+            box = control.bounding_box()
+            name = control.evaluate("e => e.id || e.getAttribute('for') || e.textContent.trim()")
+            assert box is not None, name
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 360, (name, box)
+            assert box["height"] >= 44 and box["width"] >= 44, (name, box)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        # A tap on an answer and on Submit works with touch.
+        page.locator("#choices label.choice").first.tap()
+        page.locator("#submit").tap()
+        page.wait_for_selector("#classify[data-answered='1']", state="attached")
+    page.close()
