@@ -97,7 +97,7 @@ CLASSIFY_STRINGS = {
     "after": _("After"),
     "image": _("Image"),
     "keyframe": _("Keyframe at %(time)s s"),
-    "progress": _("Today: %(today)s answered · here: %(here)s · campaign %(percent)s%% done"),
+    "progress": _("Today: %(today)s answered · here: %(here)s · campaign %(percent)s done"),
     "lease": _("Reserved for you for %(time)s"),
     "lease_lost": _("Your reservation expired; you can still answer if the task needs it."),
     "load_failed": _("Could not load a task; retrying shortly."),

@@ -339,7 +339,7 @@
 
   function showProgress(progress) {
     $("progress").textContent = fmt(T.progress, {
-      today: progress.answered_today, here: progress.answered, percent: progress.campaign_percent,
+      today: progress.answered_today, here: progress.answered, percent: `${progress.campaign_percent}%`,
     });
   }
 
