@@ -421,12 +421,18 @@ def _task_page(
         decision_form=decision_form
         or forms.DecisionForm(campaign=campaign, initial={"label": consensus.label if consensus else None}),
         gold_form=gold_form
-        or forms.GoldForm(
-            campaign=campaign, prefix="gold", initial={"label": consensus.label if consensus else None}
-        ),
+        or forms.GoldForm(campaign=campaign, prefix="gold", initial=_gold_initial(task, consensus)),
         next_url=_next_in_queue(campaign, task),
         status=status,
     )
+
+
+def _gold_initial(task: Task, consensus: Any) -> dict[str, Any]:
+    if task.is_gold and task.gold_answer:
+        value = task.gold_answer.get(task.campaign.question_set["primary"])
+        label = value[0] if isinstance(value, list) and value else value
+        return {"label": label, "explanation": task.gold_explanation}
+    return {"label": consensus.label if consensus else None}
 
 
 def _next_in_queue(campaign: Campaign, task: Task) -> str | None:

@@ -267,7 +267,12 @@ def campaigns_owned_by(user: Any) -> QuerySet[Campaign]:
 def campaign_sources(campaign: Campaign) -> QuerySet[Any]:
     from tasks.models import Source
 
-    return Source.objects.filter(campaign=campaign).annotate(n_tasks=Count("tasks")).order_by("id")
+    # A before source owns its tasks through `tasks`, an after source through `after_tasks`.
+    return (
+        Source.objects.filter(campaign=campaign)
+        .annotate(n_before=Count("tasks", distinct=True), n_after=Count("after_tasks", distinct=True))
+        .order_by("id")
+    )
 
 
 # ---------------------------------------------------------------- end of researcher workspace section
