@@ -176,7 +176,7 @@ async def volunteer(
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
-            csrf = client.cookies.get("csrftoken", "")
+            csrf = client.cookies.get("csrftoken") or ""
             response = await client.post(
                 f"/api/v1/campaigns/{slug}/next-task",
                 headers={"X-CSRFToken": csrf, "Accept": "application/json"},
@@ -195,7 +195,7 @@ async def volunteer(
             response = await client.post(
                 f"/api/v1/tasks/{task_id}/answers",
                 json={"answer": {"damage": rng.choice(choices)}, "client_id": client_id, "duration_ms": 4000},
-                headers={"X-CSRFToken": client.cookies.get("csrftoken", ""), "Accept": "application/json"},
+                headers={"X-CSRFToken": client.cookies.get("csrftoken") or "", "Accept": "application/json"},
             )
             latencies["answer"].append(time.perf_counter() - started)
             if response.status_code == 201:
