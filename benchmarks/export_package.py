@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 TARGET_SECONDS = 60.0
 TARGET_RSS_MB = 500.0
+TILE_POOL = 200
 
 
 def build(n_tasks: int, answers_per_task: int, n_volunteers: int) -> None:
@@ -48,15 +49,21 @@ def build(n_tasks: int, answers_per_task: int, n_volunteers: int) -> None:
     call_command("migrate", verbosity=0)
     campaign = services.campaign_create(slug="bench", title="Export benchmark", kind=Campaign.Kind.IMAGERY)
     media_root = Path(settings.MEDIA_ROOT)
-    tile = media_root / "bench" / "tile.jpg"
-    tile.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    Image.new("RGB", (256, 256), (120, 90, 60)).save(buffer, "JPEG", quality=80)
-    tile.write_bytes(buffer.getvalue())
+    # A pool of distinct small JPEGs, each hard-linked under many tile names (ext4 allows 65,000 links
+    # per file, and the package links each tile once more).
+    pool = []
+    for index in range(TILE_POOL):
+        path = media_root / "bench" / "pool" / f"tile{index}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        Image.new("RGB", (256, 256), (120, index % 256, 60)).save(buffer, "JPEG", quality=80)
+        path.write_bytes(buffer.getvalue())
+        pool.append(path)
+    tile = pool[0]
     source = Source.objects.create(
         campaign=campaign,
         kind=Source.Kind.RASTER,
-        file="bench/tile.jpg",
+        file="bench/pool/tile0.jpg",
         original_name="scene.tif",
         sha256="a" * 64,
         size_bytes=tile.stat().st_size,
@@ -71,7 +78,7 @@ def build(n_tasks: int, answers_per_task: int, n_volunteers: int) -> None:
         row, col = divmod(i, side)
         name = f"bench/tiles/{row}_{col}_before.jpg"
         os.makedirs(media_root / "bench" / "tiles", exist_ok=True)
-        os.link(tile, media_root / name)
+        os.link(pool[i % TILE_POOL], media_root / name)
         w, n = 23.0 + col * step, 13.0 - row * step
         e, s = w + step, n - step
         tasks.append(

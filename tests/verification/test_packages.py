@@ -197,7 +197,7 @@ def test_media_sources_methodology_and_figures_describe_the_campaign(
 ) -> None:
     task = Task.objects.filter(campaign=campaign).order_by("id").first()
     assert task is not None
-    assert list((package / f"data/media/{task.pk}").glob("before-*.jpg"))
+    assert list((package / "data/media").glob(f"task-{task.pk}-before-*.jpg"))
     sources = json.loads((package / "data/provenance/sources.json").read_text())["sources"]
     assert sources[0]["original_name"] == "RGB.byte.tif" and sources[0]["metadata"]["crs"]
     methodology = (package / "data/methodology.md").read_text()
