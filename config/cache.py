@@ -1,36 +1,51 @@
-"""A Redis cache that fails open: when Redis is down, rate limits stop counting instead of failing requests."""
+"""A Redis cache that fails open: when Redis is down, rate limits stop counting and sessions fall back to the
+database (cached_db) instead of requests failing."""
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache
 
 logger = logging.getLogger("corroborate.cache")
 
+# What each operation returns when Redis cannot be reached: a miss, nothing stored, nothing deleted.
+_FALLBACKS: dict[str, Callable[..., Any]] = {
+    "get": lambda key, default=None, *a, **k: default,
+    "get_many": lambda *a, **k: {},
+    "has_key": lambda *a, **k: False,
+    "set": lambda *a, **k: None,
+    "set_many": lambda keys, *a, **k: list(keys),
+    "add": lambda *a, **k: False,
+    "touch": lambda *a, **k: False,
+    "delete": lambda *a, **k: False,
+    "delete_many": lambda *a, **k: None,
+    "incr": lambda *a, **k: 0,
+    "decr": lambda *a, **k: 0,
+    "clear": lambda *a, **k: None,
+}
+
+
+def _fail_open(name: str) -> Callable[..., Any]:
+    original = getattr(RedisCache, name)
+
+    @functools.wraps(original)
+    def method(self: RedisCache, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        except Exception as exc:  # redis ConnectionError, TimeoutError...: the cache is an optimisation only
+            logger.warning("cache unavailable", extra={"operation": name, "error": type(exc).__name__})
+            return _FALLBACKS[name](*args, **kwargs)
+
+    return method
+
 
 class ResilientRedisCache(RedisCache):
-    def _safely(self, name: str, default: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return getattr(super(), name)(*args, **kwargs)
-        except (
-            Exception
-        ) as exc:  # redis.ConnectionError, TimeoutError, ...: the cache is an optimisation only
-            logger.warning("cache unavailable", extra={"operation": name, "error": type(exc).__name__})
-            return default
+    pass
 
-    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        return self._safely("get", default, key, default, version)
 
-    def set(self, key: Any, value: Any, timeout: Any = None, version: int | None = None) -> None:
-        self._safely("set", None, key, value, timeout, version)
-
-    def add(self, key: Any, value: Any, timeout: Any = None, version: int | None = None) -> bool:
-        return bool(self._safely("add", False, key, value, timeout, version))
-
-    def delete(self, key: Any, version: int | None = None) -> bool:
-        return bool(self._safely("delete", False, key, version))
-
-    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return int(self._safely("incr", 0, key, delta, version))
+for _name in _FALLBACKS:
+    setattr(ResilientRedisCache, _name, _fail_open(_name))

@@ -27,7 +27,12 @@ class DatabaseUnavailableMiddleware:
             or isinstance(exception, InterfaceError)
         ):
             logger.warning(
-                "database unavailable", extra={"path": request.path, "error": type(exception).__name__}
+                "database unavailable",
+                extra={
+                    "path": request.path,
+                    "error": type(exception).__name__,
+                    "reason": str(exception)[:300],
+                },
             )
             close_old_connections()
             response = JsonResponse(

@@ -230,7 +230,9 @@ SPECTACULAR_SETTINGS = {
 }
 CORROBORATE_RATE_LIMITS = env_bool("CORROBORATE_RATE_LIMITS", True)
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "corroborate"}}
+CACHES: dict[str, dict[str, object]] = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "corroborate"}
+}
 if REDIS_URL:
     CACHES["default"] = {
         "BACKEND": "config.cache.ResilientRedisCache",

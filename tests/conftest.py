@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,11 @@ def _isolated_media(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     settings.MEDIA_ROOT = str(media)
     settings.CORROBORATE_RATE_LIMITS = False  # one test turns them back on
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # tests only: fast users
+    # Parallel workers share one Redis in CI: each test counts its rate limits and sessions under its own prefix.
+    settings.CACHES = {
+        alias: {**config, "KEY_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}
+        for alias, config in settings.CACHES.items()
+    }
     yield media  # FileSystemStorage re-reads MEDIA_ROOT when the setting changes
     shutil.rmtree(media, ignore_errors=True)
 

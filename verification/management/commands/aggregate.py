@@ -130,7 +130,8 @@ class Command(BaseCommand):
             gold_rows = _read_csv(options["gold"], GOLD_COLUMNS, "gold")
             gold = {task: label for task, label in gold_rows}
         unsure = options.get("unsure_label") or None
-        table = aggregate_table(answers, method=method, gold=gold, unsure_label=unsure)
+        rows = [(task, worker, label) for task, worker, label in answers]
+        table = aggregate_table(rows, method=method, gold=gold, unsure_label=unsure)
         _write_atomically(options["output"], list(table))
         return {
             "tasks": len(table),
