@@ -237,7 +237,8 @@ if REDIS_URL:
     CACHES["default"] = {
         "BACKEND": "config.cache.ResilientRedisCache",
         "LOCATION": REDIS_URL,
-        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        # Generous enough for a loaded machine; past them the cache fails open (see config/cache.py).
+        "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 2.0},
     }
 
 # Sessions are read on every volunteer request: with Redis they are read from the cache (written through).

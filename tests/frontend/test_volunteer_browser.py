@@ -93,6 +93,19 @@ def shot(page: Any, name: str) -> None:
         page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
 
 
+def choose_with_key(page: Any, key: str) -> None:
+    """Press an answer's shortcut and wait until the page shows it chosen (the page may still be settling)."""
+    page.wait_for_selector(f"#choices label[data-key='{key}']", state="visible")
+    for _ in range(3):
+        page.keyboard.press(key)
+        try:
+            page.wait_for_selector("#choices input:checked", state="attached", timeout=2000)
+            return
+        except Exception:
+            continue
+    raise AssertionError(f"the shortcut {key!r} chose nothing")
+
+
 def wait_ready(page: Any) -> str:
     page.wait_for_selector("#classify[data-ready='1']", state="attached")
     task_id = page.locator("#classify").get_attribute("data-task-id")
@@ -137,7 +150,7 @@ def test_new_volunteer_tutorial_keyboard_imagery_mouse_video_and_gold_feedback(
             )
             page.keyboard.press("0")
             shot(page, "classify-imagery")
-        page.keyboard.press("3" if n % 2 == 0 else "u")
+        choose_with_key(page, "3" if n % 2 == 0 else "u")
         page.keyboard.press("Enter")
         page.wait_for_selector(f"#classify[data-answered='{n + 1}']", state="attached")
         if n == 0:

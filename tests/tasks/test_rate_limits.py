@@ -74,8 +74,10 @@ def test_a_script_answering_without_pause_is_stopped(
             statuses.append(got.status_code)
             continue
         statuses.append(answer(client, got.json()["task"]["id"]).status_code)
-    assert statuses.count(201) <= 10
     assert 429 in statuses
+    # The cache forgets a window after 10 s of real time (a loaded CI machine may get there): what matters is
+    # that the script is stopped after at most 10 answers in a row.
+    assert statuses[: statuses.index(429)].count(201) <= 10
 
 
 def test_the_sustained_limit_stops_a_steady_script(limits_on: None, clock: FakeClock, client: Client) -> None:
