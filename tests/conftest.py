@@ -19,7 +19,33 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile("corroborate")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CORROBORATE_SHARED", REPO.parent / "shared"))
+
+
+def _find_shared() -> Path:
+    """shared/ sits beside the checkout (CI); a clone made elsewhere finds it beside the repository it came from."""
+    if os.environ.get("CORROBORATE_SHARED"):
+        return Path(os.environ["CORROBORATE_SHARED"])
+    beside = REPO.parent / "shared"
+    if beside.is_dir():
+        return beside
+    try:
+        import subprocess
+
+        origin = subprocess.run(
+            ["git", "config", "--get", "remote.origin.url"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and Path(origin).is_dir():
+        return Path(origin).resolve().parent / "shared"
+    return beside
+
+
+SHARED = _find_shared()
 GEOTIFF = SHARED / "media" / "geotiff"
 CROWD = SHARED / "datasets" / "crowd"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

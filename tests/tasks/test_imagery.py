@@ -34,7 +34,7 @@ from tasks.imagery import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-GEOTIFF_DIR = REPO_ROOT.parent / "shared" / "media" / "geotiff"
+from tests.conftest import GEOTIFF as GEOTIFF_DIR  # noqa: E402
 
 
 def geotiff(name: str) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CROWD = REPO.parent / "shared" / "datasets" / "crowd"
+from tests.conftest import CROWD  # noqa: E402
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

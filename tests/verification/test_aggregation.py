@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import CROWD
 from verification.aggregation import (
     METHODS,
     aggregate,
@@ -25,8 +25,6 @@ from verification.aggregation import (
     retirement_decision,
     task_consensus,
 )
-
-CROWD = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "crowd"
 
 # Accuracy of `auto` on gold measured at commit time, minus about a point; calibration error bounds
 # likewise (they are what the truth-free temperature reaches, not the 0.05 target on every set).
