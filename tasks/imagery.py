@@ -836,6 +836,11 @@ class _Layer:
                 lo, hi = lo - 1.0, lo + 1.0
             lows.append(float(lo))
             highs.append(float(hi))
+        if len(lows) >= 3:
+            # Colour scenes get one linked stretch for all bands: separate ones would grey out a sandy,
+            # low-contrast scene (each band stretched to full range) and change the hue between scenes.
+            lows = [min(lows)] * len(lows)
+            highs = [max(highs)] * len(highs)
         self.lo = np.array(lows, dtype=np.float32)
         self.scale = np.array([255.0 / (h - lo) for lo, h in zip(lows, highs, strict=True)], dtype=np.float32)
         if self.dtype in (np.uint8, np.int8):
