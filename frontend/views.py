@@ -121,6 +121,10 @@ CLASSIFY_STRINGS = {
         "or to switch to another campaign."
     ),
     "play_segment": _("Play segment"),
+    "full_size": _("Keyframes at full size (for reverse image search):"),
+    "seen_before": _(
+        "Seen before: this segment matches %(source)s at %(start)s–%(end)s s, ingested earlier."
+    ),
     "segment": _("Segment %(start)s–%(end)s s"),
     "latitude": _("Latitude"),
     "longitude": _("Longitude"),

@@ -423,6 +423,9 @@ def _task_page(
         gold_form=gold_form
         or forms.GoldForm(campaign=campaign, prefix="gold", initial=_gold_initial(task, consensus)),
         next_url=_next_in_queue(campaign, task),
+        provenance=selectors.source_provenance(task.source),
+        after_provenance=selectors.source_provenance(task.after_source) if task.after_source else None,
+        near_duplicates=selectors.segment_near_duplicates(task) if task.kind == Task.Kind.SEGMENT else [],
         status=status,
     )
 

@@ -136,6 +136,9 @@ def task_payload(task: Task, *, for_volunteer: bool) -> dict[str, Any]:
             "original_name": task.after_source.original_name,
             "sha256": task.after_source.sha256,
         }
+    if task.kind == Task.Kind.SEGMENT:
+        # "Seen before": matches with videos ingested earlier, the local analogue of reverse image search.
+        payload["near_duplicates"] = selectors.segment_near_duplicates(task)
     return payload
 
 
@@ -298,6 +301,4 @@ class TaskDetailView(APIView):
             payload["status"] = task.status
             payload["consensus"] = consensus_payload(task)
             payload["source"]["metadata"] = task.source.metadata
-        if task.kind == Task.Kind.SEGMENT:
-            payload["near_duplicates"] = selectors.segment_near_duplicates(task)
         return Response(payload)

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Greatest
 
-from tasks.models import Assignment, Campaign, CampaignMembership, Task, Volunteer
+from tasks.models import Assignment, Campaign, CampaignMembership, Source, Task, Volunteer
 
 
 def lease_current(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> Assignment | None:
@@ -276,3 +276,40 @@ def campaign_sources(campaign: Campaign) -> QuerySet[Any]:
 
 
 # ---------------------------------------------------------------- end of researcher workspace section
+
+
+# What researchers are shown of an original's format metadata, in this order (missing keys are left out).
+PROVENANCE_FIELDS = [
+    ("sha256", "SHA-256 at ingest"),
+    ("driver", "Format"),
+    ("container", "Container"),
+    ("crs", "CRS"),
+    ("width", "Width (px)"),
+    ("height", "Height (px)"),
+    ("count", "Bands"),
+    ("dtypes", "Data types"),
+    ("res", "Pixel size"),
+    ("bounds_4326", "Bounds (EPSG:4326)"),
+    ("acquisition_date", "Acquisition date"),
+    ("duration_seconds", "Duration (s)"),
+    ("fps", "Frame rate"),
+    ("variable_frame_rate", "Variable frame rate"),
+    ("rotation", "Rotation (degrees)"),
+    ("video_codec", "Video codec"),
+    ("audio_codec", "Audio codec"),
+    ("creation_time", "Creation time (container tag)"),
+    ("encoder", "Encoder (a re-encode often shows here)"),
+    ("location", "Location tag"),
+    ("cuts_seconds", "Shot boundaries (s)"),
+]
+
+
+def source_provenance(source: Source) -> list[tuple[str, Any]]:
+    """An original's custody facts for the researcher's task page: hash, name and format metadata."""
+    metadata = {**(source.metadata or {}), "sha256": source.sha256}
+    rows: list[tuple[str, Any]] = [("Original file", source.original_name)]
+    for key, label in PROVENANCE_FIELDS:
+        value = metadata.get(key)
+        if value not in (None, "", [], {}):
+            rows.append((label, ", ".join(str(v) for v in value) if isinstance(value, list) else value))
+    return rows

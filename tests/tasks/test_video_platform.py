@@ -67,3 +67,41 @@ def test_one_graphic_report_blurs_the_segment_for_the_next_volunteers(videos) ->
     )
     task.refresh_from_db()
     assert task.flags["graphic"] is True
+
+
+def test_researchers_see_the_match_the_keyframe_links_and_the_container_metadata(
+    videos, client: Client
+) -> None:
+    from tasks.models import CampaignMembership
+    from tests.factories import UserFactory, grant
+
+    original, copy = videos
+    campaign = services.campaign_create(slug="footage4", title="Footage", kind=Campaign.Kind.VIDEO)
+    services.source_ingest_video(campaign=campaign, path=original)
+    summary = services.source_ingest_video(campaign=campaign, path=copy)
+    researcher = UserFactory()
+    grant(campaign, researcher, CampaignMembership.Role.VIEWER)
+    client.force_login(researcher)
+    task_id = summary["near_duplicates"][0]["task"]
+    page = client.get(f"/researcher/footage4/tasks/{task_id}/").content.decode()
+    assert "Seen before" in page and "street.mp4" in page
+    assert 'download title="Full resolution' in page
+    assert "Encoder (a re-encode often shows here)" in page and "Lavf" in page
+    assert summary["source_sha256"] in page
+
+
+def test_volunteers_are_told_a_segment_was_seen_before(videos) -> None:
+    original, copy = videos
+    campaign = services.campaign_create(slug="footage5", title="Footage", kind=Campaign.Kind.VIDEO)
+    services.source_ingest_video(campaign=campaign, path=original)
+    summary = services.source_ingest_video(campaign=campaign, path=copy)
+    duplicated = {m["task"] for m in summary["near_duplicates"]}
+    volunteer = Client()
+    seen = []
+    while (response := volunteer.post("/api/v1/campaigns/footage5/next-task")).status_code == 200:
+        task = response.json()["task"]
+        if task["near_duplicates"]:
+            seen.append(task["id"])
+            assert task["near_duplicates"][0]["matches_source"] == "street.mp4"
+        volunteer.post(f"/api/v1/tasks/{task['id']}/skip")
+    assert duplicated and set(seen) == duplicated

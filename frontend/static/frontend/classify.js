@@ -229,6 +229,18 @@
       strip.appendChild(button);
     });
     wrap.appendChild(strip);
+    const full = el("p", { class: "small keyframe-links" }, [el("span", { text: T.full_size + " " })]);
+    (media.keyframes || []).forEach((k, i) => {
+      if (typeof k === "string") return;
+      full.appendChild(el("a", { href: k.url, download: "", text: `${Number(k.time).toFixed(1)} s` }));
+      if (i < media.keyframes.length - 1) full.appendChild(document.createTextNode(" · "));
+    });
+    wrap.appendChild(full);
+    (task.near_duplicates || []).forEach((m) => {
+      wrap.appendChild(el("p", { class: "notice near-duplicate", text: fmt(T.seen_before, {
+        source: m.matches_source, start: Number(m.matches_segment[0]).toFixed(1), end: Number(m.matches_segment[1]).toFixed(1),
+      }) }));
+    });
     if (video) {
       wrap.appendChild(video);
       const play = el("button", { type: "button", class: "button", id: "play-segment", text: `▶ ${T.play_segment} (${start.toFixed(1)}–${end.toFixed(1)} s)` });
