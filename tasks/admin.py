@@ -1,8 +1,8 @@
-"""Django admin for campaigns, memberships, sources, tasks, volunteers, assignments and jobs."""
+"""Django admin for campaigns, memberships, sources, tasks, volunteers, assignments, jobs and keyframe hashes."""
 
 from django.contrib import admin
 
-from tasks.models import Assignment, Campaign, CampaignMembership, Job, Source, Task, Volunteer
+from tasks.models import Assignment, Campaign, CampaignMembership, Job, KeyframeHash, Source, Task, Volunteer
 
 
 class MembershipInline(admin.TabularInline):
@@ -66,3 +66,9 @@ class AssignmentAdmin(admin.ModelAdmin):
 class JobAdmin(admin.ModelAdmin):
     list_display = ("id", "kind", "campaign", "status", "progress", "message", "created_at")
     list_filter = ("kind", "status")
+
+
+@admin.register(KeyframeHash)
+class KeyframeHashAdmin(admin.ModelAdmin):
+    list_display = ("task", "source", "time_seconds", "dhash", "phash")
+    raw_id_fields = ("task", "source")

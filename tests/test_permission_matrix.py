@@ -203,3 +203,11 @@ def test_draft_campaigns_are_invisible_to_volunteers(world: dict[str, Any]) -> N
     assert client.get("/campaigns/matrix/").status_code == 404
     task: Task = world["tasks"][0]
     assert client.get(f"/api/v1/tasks/{task.pk}").status_code == 404
+
+
+def test_the_admin_covers_every_model() -> None:
+    from django.contrib import admin
+
+    ours = [m for m in apps.get_models() if m._meta.app_label in {"tasks", "verification"}]
+    missing = [m._meta.label for m in ours if not admin.site.is_registered(m)]
+    assert missing == []
