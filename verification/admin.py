@@ -80,3 +80,9 @@ class EvidenceSetAdmin(admin.ModelAdmin):
 @admin.register(Export)
 class ExportAdmin(admin.ModelAdmin):
     list_display = ("campaign", "status", "path", "files", "bytes", "s3_uri", "created_at")
+
+
+@admin.register(EvidenceItem)
+class EvidenceItemAdmin(admin.ModelAdmin):
+    list_display = ("evidence_set", "task", "manual", "added_at")
+    raw_id_fields = ("task",)
