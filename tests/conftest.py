@@ -117,3 +117,26 @@ def demo_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any
     before, after = folder / "before.tif", folder / "after.tif"
     truth = make_scene_pair(before, after, size_px=768, villages=3)
     return before, after, truth
+
+
+def run_command(*args: str) -> tuple[int, dict[str, Any] | None, str]:
+    """Run a management command as a researcher would: (exit code, the JSON summary line, stderr)."""
+    import json
+    import sys
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out, err = StringIO(), StringIO()
+    saved = sys.stderr
+    sys.stderr = err
+    try:
+        call_command(*args, stdout=out)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.stderr = saved
+    lines = out.getvalue().strip().splitlines()
+    summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+    return code, summary, err.getvalue()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,30 +15,8 @@ from verification.models import Answer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--autoplay-policy=no-user-gesture-required",
-]
 GOLD_EXPLANATION = "The huts visible before are replaced by dark ash rings after."
 SCREENSHOTS = os.environ.get("CORROBORATE_SCREENSHOTS")  # a folder: the test saves what it saw there
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test are still synchronous.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="session")
@@ -93,19 +70,6 @@ def shot(page: Any, name: str) -> None:
         page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
 
 
-def choose_with_key(page: Any, key: str) -> None:
-    """Press an answer's shortcut and wait until the page shows it chosen (the page may still be settling)."""
-    page.wait_for_selector(f"#choices label[data-key='{key}']", state="visible")
-    for _ in range(3):
-        page.keyboard.press(key)
-        try:
-            page.wait_for_selector("#choices input:checked", state="attached", timeout=2000)
-            return
-        except Exception:
-            continue
-    raise AssertionError(f"the shortcut {key!r} chose nothing")
-
-
 def wait_ready(page: Any) -> str:
     page.wait_for_selector("#classify[data-ready='1']", state="attached")
     task_id = page.locator("#classify").get_attribute("data-task-id")
@@ -150,7 +114,7 @@ def test_new_volunteer_tutorial_keyboard_imagery_mouse_video_and_gold_feedback(
             )
             page.keyboard.press("0")
             shot(page, "classify-imagery")
-        choose_with_key(page, "3" if n % 2 == 0 else "u")
+        page.keyboard.press("3" if n % 2 == 0 else "u")
         page.keyboard.press("Enter")
         page.wait_for_selector(f"#classify[data-answered='{n + 1}']", state="attached")
         if n == 0:

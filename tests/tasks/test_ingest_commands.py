@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import itertools
-import json
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
 from tasks.models import Campaign, Source, Task
+from tests.conftest import run_command as run
 from verification import ledger
 from verification.models import LedgerEntry
 
 pytestmark = pytest.mark.django_db
-
-
-def run(*args: str) -> tuple[int, dict | None, str]:
-    out, err = StringIO(), StringIO()
-    import sys
-
-    saved = sys.stderr
-    sys.stderr = err
-    try:
-        call_command(*args, stdout=out)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.stderr = saved
-    lines = out.getvalue().strip().splitlines()
-    return code, (json.loads(lines[-1]) if code == 0 and lines else None), err.getvalue()
 
 
 def snapshot(media_root: Path) -> tuple[int, int, int, int, list[str]]:

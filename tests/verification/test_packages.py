@@ -4,39 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import uuid
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
 
 from tasks import services as task_services
 from tasks.models import Campaign, Task, Volunteer
+from tests.conftest import run_command as run
 from tests.factories import UserFactory
 from verification import ledger, packages
 from verification import services as verification_services
 from verification.models import Answer, EvidenceItem, EvidenceSet, Export, LedgerEntry
 
 pytestmark = pytest.mark.django_db
-
-
-def run(*args: str) -> tuple[int, dict | None, str]:
-    out, err = StringIO(), StringIO()
-    saved = sys.stderr
-    sys.stderr = err
-    try:
-        call_command(*args, stdout=out)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.stderr = saved
-    lines = out.getvalue().strip().splitlines()
-    summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
-    return code, summary, err.getvalue()
 
 
 def answered_campaign(geotiff: Path, *, slug: str = "darfur") -> Campaign:

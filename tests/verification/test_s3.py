@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
-import sys
 import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from django.core.management import call_command
 
 from tasks import services as task_services
 from tasks.models import Campaign
+from tests.conftest import run_command as run
 from tests.verification.test_packages import answered_campaign
 from verification import s3
 from verification.models import Export, LedgerEntry
@@ -66,21 +63,6 @@ def locked_bucket(client: Any) -> str:
     name = f"evidence-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
     return name
-
-
-def run(*args: str) -> tuple[int, dict | None, str]:
-    out, err = StringIO(), StringIO()
-    saved = sys.stderr
-    sys.stderr = err
-    try:
-        call_command(*args, stdout=out)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.stderr = saved
-    lines = out.getvalue().strip().splitlines()
-    return code, (json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None), err.getvalue()
 
 
 def test_export_uploads_the_package_with_sha256_checksum_and_metadata(

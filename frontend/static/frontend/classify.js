@@ -20,7 +20,7 @@
   let flickerTimer = null;
   let leaseExpires = 0;
   let lastActivity = Date.now();
-  let pending = null;            // the next task, fetched while feedback is shown
+  let pending = null;            // promise of the next lease, requested while feedback is shown
   let sending = false;
 
   function fmt(text, values) {
@@ -387,8 +387,11 @@
   async function next() {
     $("error").textContent = "";
     root.dataset.ready = "0";
-    const got = pending || await lease();
+    // A lease requested during the feedback panel may still be in flight: wait for it rather than asking
+    // twice, or the late answer would later show a task this volunteer has already answered.
+    const waiting = pending;
     pending = null;
+    const got = waiting ? await waiting : await lease();
     handleLease(got);
   }
 
@@ -432,15 +435,13 @@
       if (data.feedback && data.feedback.gold) {
         showFeedback(data.feedback, answer[primary]);
         // Lease the next task now and fetch its images while the volunteer reads the feedback.
-        pending = await lease();
-        if (pending.status === 200) prefetch(pending.data.task);
+        prefetchNext();
       } else if (run > 0 && run % GRAPHIC_RUN_BREAK === 0) {
         $("stage").hidden = true;
         $("break-text").textContent = T.break;
         $("break").hidden = false;
         $("break-continue").focus();
-        pending = await lease();
-        if (pending.status === 200) prefetch(pending.data.task);
+        prefetchNext();
       } else {
         next();
       }
@@ -472,6 +473,11 @@
     $("feedback").hidden = false;
     root.dataset.feedback = String(Number(root.dataset.feedback || 0) + 1);
     $("feedback-next").focus();
+  }
+
+  function prefetchNext() {
+    pending = lease();
+    pending.then((got) => { if (got.status === 200) prefetch(got.data.task); });
   }
 
   function continueAfterPanel() {
