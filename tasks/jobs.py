@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -46,25 +47,15 @@ def _discard_uploads(job: Job) -> None:
 def _ingest_imagery(job: Job) -> dict[str, Any]:
     params = job.params
     campaign = Campaign.objects.get(pk=job.campaign_id or 0)
-    with local_path(params["before"]) as before:
-        if params.get("after"):
-            with local_path(params["after"]) as after:
-                return services.source_ingest_imagery(
-                    campaign=campaign,
-                    before=before,
-                    after=after,
-                    before_name=params.get("before_name"),
-                    after_name=params.get("after_name"),
-                    aoi=params.get("aoi"),
-                    tile_size_px=params.get("tile_size_px", 256),
-                    overlap_px=params.get("overlap_px", 32),
-                    uploaded_by=job.created_by,
-                    progress=lambda f, m: services.job_progress(job, f, m),
-                )
+    with contextlib.ExitStack() as stack:
+        before = stack.enter_context(local_path(params["before"]))
+        after = stack.enter_context(local_path(params["after"])) if params.get("after") else None
         return services.source_ingest_imagery(
             campaign=campaign,
             before=before,
+            after=after,
             before_name=params.get("before_name"),
+            after_name=params.get("after_name"),
             aoi=params.get("aoi"),
             tile_size_px=params.get("tile_size_px", 256),
             overlap_px=params.get("overlap_px", 32),
