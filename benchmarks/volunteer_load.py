@@ -3,17 +3,24 @@
 Starts gunicorn on this machine with production settings over plain HTTP (SECURE_SSL_REDIRECT=0,
 SECURE_COOKIES=0, rate limits off), PostgreSQL in a fresh database it creates and drops, and Redis as the
 cache when REDIS_URL is set. A campaign of 20,000 tasks (3 to 5 answers each) is written with bulk_create.
-Each volunteer is an httpx.AsyncClient with its own cookie jar: POST next-task, then POST its answer, again
-and again for a fixed time. Prints cycles/s and request latency percentiles next to the target, then checks
-the database: no duplicate volunteer/task answer, no task over its maximum, every 201 stored.
+Each volunteer is one keep-alive HTTP/1.1 connection with its own cookie jar, all on one event loop (a
+minimal client: the generator shares the cores with the server): POST next-task, then POST its answer, again
+and again for a fixed time. Prints cycles/s and request latency percentiles next to the target, the CPU
+taken by the generator, gunicorn and PostgreSQL, then checks the database: no duplicate volunteer/task
+answer, no task over its maximum, every 201 stored. Then it measures the ceiling: the same gunicorn serving
+a view that does no work (full middleware, session, CSRF and DRF, no SQL) under the same load, the most
+this machine can do at that moment.
 
-Run: .venv/bin/python benchmarks/volunteer_load.py [--volunteers 200] [--seconds 30] [--workers N]
+Run: REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python benchmarks/volunteer_load.py [--volunteers 200]
+     [--seconds 30] [--workers N] [--threads N] [--ceiling-seconds 10]
+Workers and threads default to config/gunicorn.py (GUNICORN_WORKERS, GUNICORN_THREADS).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import signal
@@ -134,10 +141,12 @@ def populate(n_tasks: int) -> str:
     return campaign.slug
 
 
-def start_server(env: dict[str, str], port: int, workers: int, worker_class: str, threads: int) -> Any:
+def start_server(
+    env: dict[str, str], port: int, workers: int, worker_class: str, threads: int, app: str = "config.wsgi"
+) -> Any:
     command = [
         str(REPO / ".venv" / "bin" / "gunicorn"),
-        "config.wsgi",
+        app,
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
@@ -164,68 +173,198 @@ def start_server(env: dict[str, str], port: int, workers: int, worker_class: str
     raise SystemExit("error: gunicorn did not start")
 
 
-_SSL_CONTEXT: Any = None
+class Http11:
+    """A minimal HTTP/1.1 keep-alive client over one asyncio connection, with its own cookie jar.
+
+    httpx spends about a millisecond of CPU per request in Python; on a 2-core machine that shares the
+    cores with gunicorn and PostgreSQL that is most of a core at these rates. This client sends a request
+    and parses just the status, Content-Length and Set-Cookie of the answer.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.cookies: dict[str, str] = {}
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            assert self.reader is not None
+            cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAccept: application/json\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"X-CSRFToken: {self.cookies.get('csrftoken', '')}\r\n"
+                + (f"Cookie: {cookie}\r\n" if cookie else "")
+                + "\r\n"
+            )
+            try:
+                self.writer.write(head.encode("latin-1") + body)
+                raw = await self.reader.readuntil(b"\r\n\r\n")
+            except (ConnectionError, asyncio.IncompleteReadError):
+                # The server closed an idle keep-alive connection: reconnect once.
+                self.close()
+                if attempt == 2:
+                    raise
+                continue
+            lines = raw.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            length, close = 0, False
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                lname = name.lower()
+                if lname == "content-length":
+                    length = int(value)
+                elif lname == "set-cookie":
+                    pair = value.strip().split(";", 1)[0]
+                    key, _, val = pair.partition("=")
+                    self.cookies[key] = val.strip('"')
+                elif lname == "connection" and value.strip().lower() == "close":
+                    close = True
+            payload = await self.reader.readexactly(length) if length else b""
+            if close:
+                self.close()
+            return status, payload
+        raise ConnectionError("unreachable")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
 
 
 async def volunteer(
-    base: str, slug: str, stop_at: float, latencies: dict[str, list[float]], acked: list[tuple[int, str]]
+    host: str,
+    port: int,
+    slug: str,
+    stop_at: float,
+    latencies: dict[str, list[float]],
+    acked: list[tuple[int, str]],
+    ceiling: bool,
 ) -> dict[str, int]:
-    import ssl
-
-    import httpx
-
-    global _SSL_CONTEXT
-    # One TLS context for every client (unused over HTTP, but httpx builds one per client: ~40 ms each).
-    _SSL_CONTEXT = _SSL_CONTEXT or ssl.create_default_context()
-
     counts = {"cycles": 0, "errors": 0, "empty": 0}
     choices = ["no_structures", "intact", "destroyed", "unsure"]
     rng = random.Random()
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30, verify=_SSL_CONTEXT) as client:
-        while time.perf_counter() < stop_at:
-            started = time.perf_counter()
-            csrf = client.cookies.get("csrftoken") or ""
-            response = await client.post(
-                f"/api/v1/campaigns/{slug}/next-task",
-                headers={"X-CSRFToken": csrf, "Accept": "application/json"},
-            )
-            latencies["next"].append(time.perf_counter() - started)
-            if response.status_code == 204:
+    client = Http11(host, port)
+    perf = time.perf_counter
+    try:
+        while perf() < stop_at:
+            if ceiling:
+                # The same two requests' framework cost with no work: session, CSRF, DRF, JSON, no SQL.
+                for name in ("next", "answer"):
+                    started = perf()
+                    status, _ = await client.post("/__ceiling", b'{"answer": {"damage": "intact"}}')
+                    latencies[name].append(perf() - started)
+                counts["cycles" if status == 200 else "errors"] += 1
+                continue
+            started = perf()
+            status, body = await client.post(f"/api/v1/campaigns/{slug}/next-task")
+            latencies["next"].append(perf() - started)
+            if status == 204:
                 counts["empty"] += 1
                 await asyncio.sleep(0.5)
                 continue
-            if response.status_code != 200:
+            if status != 200:
                 counts["errors"] += 1
                 continue
-            task_id = response.json()["task"]["id"]
+            task_id = json.loads(body)["task"]["id"]
             client_id = str(uuid.uuid4())
-            started = time.perf_counter()
-            response = await client.post(
-                f"/api/v1/tasks/{task_id}/answers",
-                json={"answer": {"damage": rng.choice(choices)}, "client_id": client_id, "duration_ms": 4000},
-                headers={"X-CSRFToken": client.cookies.get("csrftoken") or "", "Accept": "application/json"},
+            payload = (
+                f'{{"answer": {{"damage": "{rng.choice(choices)}"}}, "client_id": "{client_id}", '
+                f'"duration_ms": 4000}}'
             )
-            latencies["answer"].append(time.perf_counter() - started)
-            if response.status_code == 201:
+            started = perf()
+            status, body = await client.post(f"/api/v1/tasks/{task_id}/answers", payload.encode())
+            latencies["answer"].append(perf() - started)
+            if status == 201:
                 acked.append((task_id, client_id))
                 counts["cycles"] += 1
             else:
                 counts["errors"] += 1
+    finally:
+        client.close()
     return counts
 
 
-async def run_load(base: str, slug: str, volunteers: int, seconds: float) -> dict[str, Any]:
+async def run_load(
+    base: tuple[str, int], slug: str, volunteers: int, seconds: float, ceiling: bool = False
+) -> dict[str, Any]:
     latencies: dict[str, list[float]] = {"next": [], "answer": []}
     acked: list[tuple[int, str]] = []
     started = time.perf_counter()
     stop_at = started + seconds
     results = await asyncio.gather(
-        *(volunteer(base, slug, stop_at, latencies, acked) for _ in range(volunteers))
+        *(volunteer(*base, slug, stop_at, latencies, acked, ceiling) for _ in range(volunteers))
     )
     elapsed = time.perf_counter() - started
     totals = {k: sum(r[k] for r in results) for k in ("cycles", "errors", "empty")}
     return {"elapsed": elapsed, "latencies": latencies, "acked": acked, **totals}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and their reaped children, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / ticks
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / ticks, sum(values) / ticks
+
+
+def process_group(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def postgres_backends(database: str) -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def measured(
+    base: tuple[str, int], slug: str, args: argparse.Namespace, server_pgid: int, ceiling: bool
+) -> dict[str, Any]:
+    """One timed run with the CPU taken by the generator, gunicorn, PostgreSQL and the whole machine."""
+    server_pids = process_group(server_pgid)
+    pg_pids = [] if ceiling else postgres_backends(args.database)
+    before = (time.process_time(), cpu_seconds(server_pids), cpu_seconds(pg_pids), machine_busy_seconds())
+    result = asyncio.run(run_load(base, slug, args.volunteers, args.seconds, ceiling))
+    after = (time.process_time(), cpu_seconds(server_pids), cpu_seconds(pg_pids), machine_busy_seconds())
+    wall = result["elapsed"]
+    busy = after[3][0] - before[3][0]
+    result["cpu"] = {
+        "generator": (after[0] - before[0]) / wall,
+        "gunicorn": (after[1] - before[1]) / wall,
+        "postgres": (after[2] - before[2]) / wall,
+        "machine": busy / wall,
+        "cores": (after[3][1] - before[3][1]) / wall,
+    }
+    return result
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -264,15 +403,92 @@ def check_database(acked: list[tuple[int, str]]) -> list[str]:
     return problems
 
 
+def ceiling_application(environ: dict[str, Any], start_response: Any) -> Any:
+    """WSGI entry for the ceiling run: the whole site plus /__ceiling, a view that does no work.
+
+    gunicorn loads it as benchmarks.volunteer_load:ceiling_application, with the same settings,
+    middleware, sessions (Redis), CSRF and DRF as the real run; only the view is empty.
+    """
+    global _ceiling_wsgi
+    if _ceiling_wsgi is None:
+        from django.conf import settings
+        from django.core.wsgi import get_wsgi_application
+
+        _ceiling_wsgi = get_wsgi_application()
+        settings.ROOT_URLCONF = "benchmarks.volunteer_load"
+    return _ceiling_wsgi(environ, start_response)
+
+
+_ceiling_wsgi: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    # Module-level urlpatterns for the ceiling run, built only when Django asks (it needs settings).
+    if name != "urlpatterns":
+        raise AttributeError(name)
+    from django.middleware.csrf import get_token
+    from django.urls import include, path
+    from rest_framework.request import Request
+    from rest_framework.response import Response
+    from rest_framework.views import APIView
+
+    class CeilingView(APIView):
+        def post(self, request: Request) -> Response:
+            if not request.session.get("volunteer"):
+                request.session["volunteer"] = str(uuid.uuid4())
+            get_token(request._request)
+            return Response({"task": {"id": 1}, "echo": request.data})
+
+    return [path("__ceiling", CeilingView.as_view()), path("", include("config.urls"))]
+
+
+def report(label: str, args: argparse.Namespace, result: dict[str, Any], shape: str) -> tuple[float, float]:
+    every = result["latencies"]["next"] + result["latencies"]["answer"]
+    rate = result["cycles"] / result["elapsed"]
+    p99 = percentile(every, 0.99)
+    cpu = result["cpu"]
+    print(
+        f"[{label}] volunteers {args.volunteers}, {result['elapsed']:.1f} s, {shape}, {os.cpu_count()} cores, "
+        f"PostgreSQL, cache {'Redis' if os.environ.get('REDIS_URL') else 'local memory'}"
+    )
+    print(
+        f"[{label}] cycles/s {rate:.0f} (target >= {TARGET_CYCLES_PER_S:.0f}: "
+        f"{'met' if rate >= TARGET_CYCLES_PER_S else 'NOT met'}); requests/s {len(every) / result['elapsed']:.0f}; "
+        f"{result['cycles']} cycles, {result['errors']} errors, {result['empty']} empty"
+    )
+    print(
+        f"[{label}] latency ms, all requests: p50 {percentile(every, 0.5):.0f} p95 {percentile(every, 0.95):.0f} "
+        f"p99 {p99:.0f} (target p99 < {TARGET_P99_MS:.0f}: {'met' if p99 < TARGET_P99_MS else 'NOT met'})"
+    )
+    for name in ("next", "answer"):
+        values = result["latencies"][name]
+        print(
+            f"[{label}] latency ms, {name:6}: p50 {percentile(values, 0.5):.0f} p95 {percentile(values, 0.95):.0f} "
+            f"p99 {percentile(values, 0.99):.0f} mean {statistics.fmean(values) * 1000 if values else 0:.0f}"
+        )
+    print(
+        f"[{label}] CPU in cores: load generator {cpu['generator']:.2f}, gunicorn {cpu['gunicorn']:.2f}, "
+        f"PostgreSQL backends {cpu['postgres']:.2f}, whole machine {cpu['machine']:.2f} of {cpu['cores']:.1f} "
+        "(the rest is other work on this shared machine)"
+    )
+    return rate, p99
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volunteers", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--tasks", type=int, default=20_000)
-    # gthread keeps connections alive (sync workers close each one): about twice the cycles/s measured here.
-    parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1)
+    parser.add_argument(
+        "--ceiling-seconds",
+        type=float,
+        default=10.0,
+        help="also measure a view that does no work under the same server (0: skip)",
+    )
+    # gthread keeps connections alive (sync workers close each one).
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("GUNICORN_WORKERS", "0")) or None)
     parser.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", "0")) or None)
     parser.add_argument(
         "--admin-url",
         default=os.environ.get("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
@@ -280,6 +496,12 @@ def main() -> None:
     parser.add_argument("--database", default="corroborate_load")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
+    # The production defaults (config/gunicorn.py) unless overridden here.
+    sys.path.insert(0, str(REPO))
+    from config import gunicorn as gunicorn_conf
+
+    args.workers = args.workers or gunicorn_conf.workers
+    args.threads = args.threads or gunicorn_conf.threads
 
     import tempfile
 
@@ -288,53 +510,58 @@ def main() -> None:
     admin_sql(args.admin_url, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
     admin_sql(args.admin_url, f'CREATE DATABASE "{args.database}"')
     server = None
+    failed = False
     try:
         env = server_env(database_url, var_dir)
         os.environ.update({k: v for k, v in env.items() if k not in os.environ or k in env})
-        sys.path.insert(0, str(REPO))
         t0 = time.perf_counter()
         slug = populate(args.tasks)
         print(f"setup: {args.tasks} tasks in {time.perf_counter() - t0:.1f} s", flush=True)
-        port = free_port()
-        server = start_server(env, port, args.workers, args.worker_class, args.threads)
-        base = f"http://127.0.0.1:{port}"
-        # A short warm-up so that every worker has imported its code and opened its connection.
-        asyncio.run(run_load(base, slug, min(args.volunteers, 20), 2.0))
-        result = asyncio.run(run_load(base, slug, args.volunteers, args.seconds))
-        every = result["latencies"]["next"] + result["latencies"]["answer"]
-        rate = result["cycles"] / result["elapsed"]
-        p99 = percentile(every, 0.99)
         shape = f"{args.workers} {args.worker_class} workers" + (
             f" x {args.threads} threads" if args.worker_class == "gthread" else ""
         )
-        print(
-            f"volunteers {args.volunteers}, {result['elapsed']:.1f} s, {shape}, {os.cpu_count()} cores, "
-            f"PostgreSQL, cache {'Redis' if os.environ.get('REDIS_URL') else 'local memory'}"
-        )
-        print(
-            f"cycles/s {rate:.0f} (target >= {TARGET_CYCLES_PER_S:.0f}: {'met' if rate >= TARGET_CYCLES_PER_S else 'NOT met'}); "
-            f"{result['cycles']} cycles, {result['errors']} errors, {result['empty']} empty"
-        )
-        print(
-            f"latency ms, all requests: p50 {percentile(every, 0.5):.0f} p95 {percentile(every, 0.95):.0f} "
-            f"p99 {p99:.0f} (target p99 < {TARGET_P99_MS:.0f}: {'met' if p99 < TARGET_P99_MS else 'NOT met'})"
-        )
-        for name in ("next", "answer"):
-            values = result["latencies"][name]
-            print(
-                f"latency ms, {name:6}: p50 {percentile(values, 0.5):.0f} p95 {percentile(values, 0.95):.0f} "
-                f"p99 {percentile(values, 0.99):.0f} mean {statistics.fmean(values) * 1000 if values else 0:.0f}"
-            )
+        port = free_port()
+        server = start_server(env, port, args.workers, args.worker_class, args.threads)
+        base = ("127.0.0.1", port)
+        # A short warm-up so that every worker has imported its code and opened its connection.
+        asyncio.run(run_load(base, slug, min(args.volunteers, 20), 2.0))
+        result = measured(base, slug, args, server.pid, ceiling=False)
+        rate, _ = report("corroborate", args, result, shape)
         problems = check_database(result["acked"])
         print(
-            "database checks: "
+            "[corroborate] database checks: "
             + (
                 "ok (no duplicates, no task over max, every 201 stored)"
                 if not problems
                 else "; ".join(problems)
-            )
+            ),
+            flush=True,
         )
-        if problems:
+        failed = bool(problems)
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        server = None
+        if args.ceiling_seconds > 0:
+            port = free_port()
+            server = start_server(
+                env,
+                port,
+                args.workers,
+                args.worker_class,
+                args.threads,
+                app="benchmarks.volunteer_load:ceiling_application",
+            )
+            base = ("127.0.0.1", port)
+            asyncio.run(run_load(base, slug, min(args.volunteers, 20), 2.0, ceiling=True))
+            args.seconds = args.ceiling_seconds
+            ceiling = measured(base, slug, args, server.pid, ceiling=True)
+            ceiling_rate, ceiling_p99 = report("ceiling: empty view", args, ceiling, shape)
+            print(
+                f"upper bound on this machine now: {ceiling_rate:.0f} cycles/s (2 requests through the full "
+                f"middleware, session, CSRF and DRF stack, no SQL), p99 {ceiling_p99:.0f} ms; "
+                f"Corroborate reaches {100 * rate / ceiling_rate:.0f}% of it"
+            )
+        if failed:
             sys.exit(1)
     finally:
         if server is not None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import ExpressionWrapper, F, FloatField, OuterRef, Q, Subquery, Value
 from django.utils import timezone
 
 from tasks.models import Assignment, Campaign, Source, Task, Volunteer
@@ -49,23 +50,28 @@ def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> LedgerEntry:
     """Append one record to the campaign's hash chain, in the caller's transaction.
 
     The head row is locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE transactions already
-    serialise writers), so concurrent appends still form a single chain.
+    serialise writers), so concurrent appends still form a single chain. The lock is held until the caller
+    commits, so callers append last: every append of a campaign waits for the one before to commit.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger_append must run inside the transaction of the change it records")
     record = {**record, "at": record.get("at") or timezone.now().isoformat()}
-    head, _ = LedgerHead.objects.get_or_create(campaign=campaign)
-    head = LedgerHead.objects.select_for_update().get(pk=head.pk)
-    seq = head.seq + 1
+    locked = LedgerHead.objects.select_for_update().filter(campaign=campaign)
+    head = locked.values_list("pk", "seq", "head_hash").first()
+    if head is None:
+        LedgerHead.objects.get_or_create(campaign=campaign)
+        head = locked.values_list("pk", "seq", "head_hash").get()
+    head_pk, head_seq, head_hash = head
+    seq = head_seq + 1
     entry = LedgerEntry(
         campaign=campaign,
         seq=seq,
-        prev_hash=head.head_hash,
-        entry_hash=ledger.entry_hash(head.head_hash, record),
+        prev_hash=head_hash,
+        entry_hash=ledger.entry_hash(head_hash, record),
         record=record,
     )
     entry.save()
-    LedgerHead.objects.filter(pk=head.pk).update(seq=seq, head_hash=entry.entry_hash)
+    LedgerHead.objects.filter(pk=head_pk).update(seq=seq, head_hash=entry.entry_hash)
     return entry
 
 
@@ -88,77 +94,106 @@ def answer_submit(
     """Record a volunteer's answer; returns (answer, created). Idempotent by client_id.
 
     Raises AnswerError (invalid), AnswerConflict (already answered differently) or TaskNotAnswerable.
+
+    The first submission is written without looking for an earlier one: the unique constraints on
+    (volunteer, client_id) and (task, volunteer) refuse a repeat, and only then (and on any other refusal)
+    is the earlier answer looked up, so that a repeated client_id gets its answer back whatever else
+    changed since. Locks: the task row first (answer counts, retirement and the open-slot rule hinge on
+    it), the campaign's ledger head last, just before commit.
     """
-    with transaction.atomic():
-        existing = Answer.objects.filter(volunteer=volunteer, client_id=client_id).first()
-        if existing is not None:
-            if existing.task_id != task.pk:
-                raise AnswerConflict("this client_id was already used for another task")
-            return existing, False
-        # Lock the task row: answer counts, retirement and the open-slot rule all hinge on it.
-        task = Task.objects.select_for_update().select_related("campaign").get(pk=task.pk)
-        campaign = task.campaign
-        if Answer.objects.filter(task=task, volunteer=volunteer).exists():
-            raise AnswerConflict("you already answered this task")
-        if campaign.status != Campaign.Status.LIVE:
-            raise TaskNotAnswerable(
-                f"campaign {campaign.slug} is {campaign.status} and does not accept answers"
+    try:
+        with transaction.atomic():
+            return _answer_write(
+                task=task, volunteer=volunteer, answer=answer, client_id=client_id, duration_ms=duration_ms
             )
-        normalised = validate_answer(campaign.question_set, answer, tile_size_px=_tile_size(task))
-        # Even a lease holder is refused once the task is full: an expired lease's slot may have been
-        # given to someone else, and a task never takes more than max_answers.
-        if not task.is_gold and task.answer_count >= campaign.max_answers:
-            raise TaskNotAnswerable("this task already has all the answers it needs")
-        label = primary_label(campaign.question_set, normalised) or ""
-        created = Answer.objects.create(
-            task=task,
-            volunteer=volunteer,
-            campaign=campaign,
-            answer=normalised,
-            label=label,
-            client_id=client_id,
-            duration_ms=duration_ms,
+    except (AnswerError, TaskNotAnswerable, IntegrityError):
+        previous = (
+            Answer.objects.filter(volunteer=volunteer)
+            .filter(Q(client_id=client_id) | Q(task_id=task.pk))
+            .select_related("task__campaign")
+            .order_by("-id")
         )
-        now = timezone.now()
-        Assignment.objects.update_or_create(
-            task=task,
-            volunteer=volunteer,
-            defaults={"campaign": campaign, "state": Assignment.State.ANSWERED, "expires_at": now},
-            create_defaults={
-                "campaign": campaign,
-                "state": Assignment.State.ANSWERED,
-                "leased_at": now,
-                "expires_at": now,
-            },
-        )
-        task.answer_count += 1
-        if normalised.get("graphic") == "yes" and not task.flags.get("graphic"):
-            # One report is enough to protect the next volunteers: the segment is blurred until they choose.
-            task.flags = {**task.flags, "graphic": True}
-            Task.objects.filter(pk=task.pk).update(answer_count=task.answer_count, flags=task.flags)
-        else:
-            Task.objects.filter(pk=task.pk).update(answer_count=task.answer_count)
-        reliability = _reliability_after_answer(
-            campaign=campaign, volunteer=volunteer, task=task, label=label
-        )
-        if not task.is_gold:
-            consensus_update_task(task=task)
-        ledger_append(
-            campaign=campaign,
-            record={
-                "type": "answer",
-                "task": task.pk,
-                "answer_id": created.pk,
-                "volunteer": volunteer_commitment(campaign=campaign, volunteer=volunteer),
-                "answer": normalised,
-                "client_id": str(client_id),
-                "at": created.created_at.isoformat(),
-            },
-        )
+        for existing in previous:
+            if existing.client_id == client_id:
+                if existing.task_id != task.pk:
+                    raise AnswerConflict("this client_id was already used for another task") from None
+                return existing, False
+        if previous:
+            raise AnswerConflict("you already answered this task") from None
+        raise
+
+
+def _answer_write(
+    *, task: Task, volunteer: Volunteer, answer: Any, client_id: uuid.UUID, duration_ms: int | None
+) -> tuple[Answer, bool]:
+    # One query takes the task's row lock and reads the task and its campaign fresh.
+    task = Task.objects.select_for_update(of=("self",)).select_related("campaign").get(pk=task.pk)
+    campaign = task.campaign
+    if campaign.status != Campaign.Status.LIVE:
+        raise TaskNotAnswerable(f"campaign {campaign.slug} is {campaign.status} and does not accept answers")
+    normalised = validate_answer(campaign.question_set, answer, tile_size_px=_tile_size(task))
+    # Even a lease holder is refused once the task is full: an expired lease's slot may have been
+    # given to someone else, and a task never takes more than max_answers.
+    if not task.is_gold and task.answer_count >= campaign.max_answers:
+        raise TaskNotAnswerable("this task already has all the answers it needs")
+    label = primary_label(campaign.question_set, normalised) or ""
+    created = Answer(
+        task=task,
+        volunteer=volunteer,
+        campaign=campaign,
+        answer=normalised,
+        label=label,
+        client_id=client_id,
+        duration_ms=duration_ms,
+    )
+    created.save(force_insert=True)
+    now = timezone.now()
+    # One upsert: the lease (if any) becomes the answered assignment; leased_at is kept.
+    Assignment.objects.bulk_create(
+        [
+            Assignment(
+                task=task,
+                volunteer=volunteer,
+                campaign=campaign,
+                state=Assignment.State.ANSWERED,
+                leased_at=now,
+                expires_at=now,
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["task", "volunteer"],
+        update_fields=["state", "expires_at"],
+    )
+    task.answer_count += 1
+    task_fields: dict[str, Any] = {"answer_count": task.answer_count}
+    if normalised.get("graphic") == "yes" and not task.flags.get("graphic"):
+        # One report is enough to protect the next volunteers: the segment is blurred until they choose.
+        task.flags = {**task.flags, "graphic": True}
+        task_fields["flags"] = task.flags
+    reliability = _reliability_after_answer(campaign=campaign, volunteer=volunteer, task=task, label=label)
+    if task.is_gold:
+        Task.objects.filter(pk=task.pk).update(**task_fields)
+    else:
+        # The consensus service writes the answer count with the new status and priority: one UPDATE.
+        _consensus_update(task=task, task_fields=task_fields)
+    created.task = task
+    ledger_append(
+        campaign=campaign,
+        record={
+            "type": "answer",
+            "task": task.pk,
+            "answer_id": created.pk,
+            "volunteer": volunteer_commitment(campaign=campaign, volunteer=volunteer),
+            "answer": normalised,
+            "client_id": str(client_id),
+            "at": created.created_at.isoformat(),
+        },
+    )
+    if logger.isEnabledFor(logging.INFO):
         logger.info(
             "answer recorded", extra={"task": task.pk, "campaign": campaign.slug, "reliability": reliability}
         )
-        return created, True
+    return created, True
 
 
 def _tile_size(task: Task) -> tuple[int, int] | None:
@@ -167,17 +202,32 @@ def _tile_size(task: Task) -> tuple[int, int] | None:
     return None
 
 
-def _reliability_after_answer(*, campaign: Campaign, volunteer: Volunteer, task: Task, label: str) -> float:
-    stats, _ = VolunteerReliability.objects.get_or_create(campaign=campaign, volunteer=volunteer)
-    stats.n_answers += 1
-    if task.is_gold and task.gold_answer and label != UNSURE:
-        stats.n_gold += 1
-        if primary_label(campaign.question_set, task.gold_answer) == label:
-            stats.n_gold_correct += 1
+def _reliability_after_answer(
+    *, campaign: Campaign, volunteer: Volunteer, task: Task, label: str
+) -> float | None:
+    """Count the answer in the volunteer's statistics; a gold answer also moves their reliability.
+
+    One UPDATE in the usual case (the row exists): the counts are incremented in SQL, so no read is needed.
+    Returns the new reliability after a gold answer, None otherwise (it did not change).
+    """
+    changes: dict[str, Any] = {"n_answers": F("n_answers") + 1, "updated_at": timezone.now()}
+    scored = bool(task.is_gold and task.gold_answer and label != UNSURE)
+    if scored:
+        correct = int(primary_label(campaign.question_set, task.gold_answer or {}) == label)
+        changes["n_gold"] = F("n_gold") + 1
+        changes["n_gold_correct"] = F("n_gold_correct") + correct
         # Beta(7, 3) prior: a newcomer starts at 0.7 and gold answers move them from there.
-        stats.reliability = (stats.n_gold_correct + 7) / (stats.n_gold + 10)
-    stats.save()
-    return stats.reliability
+        changes["reliability"] = ExpressionWrapper(
+            (F("n_gold_correct") + Value(correct + 7.0)) / (F("n_gold") + Value(11.0)),
+            output_field=FloatField(),
+        )
+    rows = VolunteerReliability.objects.filter(campaign=campaign, volunteer=volunteer)
+    if not rows.update(**changes):
+        VolunteerReliability.objects.get_or_create(campaign=campaign, volunteer=volunteer)
+        rows.update(**changes)
+    if not scored:
+        return None
+    return float(rows.values_list("reliability", flat=True).get())
 
 
 # ---------------------------------------------------------------- consensus
@@ -193,42 +243,51 @@ def _choices(campaign: Campaign) -> list[str]:
 
 def consensus_update_task(*, task: Task) -> Consensus:
     """Recompute one task's consensus from its answers and the volunteers' reliabilities, then apply retirement."""
+    return _consensus_update(task=task, task_fields={})
+
+
+def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
+    """consensus_update_task, also writing `task_fields` to the task in the same UPDATE.
+
+    Three queries: the answers with their volunteers' reliability in this campaign (blocked volunteers,
+    site-wide or in this campaign, left out), the consensus upsert, the task update.
+    """
     campaign = task.campaign
-    rows = list(
-        Answer.objects.filter(task=task)
-        .exclude(volunteer__is_blocked=True)
-        .values_list("label", "volunteer_id")
-    )
-    blocked = set(
-        VolunteerReliability.objects.filter(campaign=campaign, blocked=True).values_list(
-            "volunteer_id", flat=True
+    reliability = VolunteerReliability.objects.filter(campaign=campaign, volunteer=OuterRef("volunteer_id"))
+    rows = [
+        (label, weight)
+        for label, weight, blocked in Answer.objects.filter(task=task, volunteer__is_blocked=False)
+        .order_by("id")
+        .annotate(
+            weight=Subquery(reliability.values("reliability")[:1]),
+            blocked_here=Subquery(reliability.values("blocked")[:1]),
         )
-    )
-    rows = [(label, vid) for label, vid in rows if vid not in blocked]
-    weights_by_volunteer = dict(
-        VolunteerReliability.objects.filter(
-            campaign=campaign, volunteer_id__in=[v for _, v in rows]
-        ).values_list("volunteer_id", "reliability")
-    )
+        .values_list("label", "weight", "blocked_here")
+        if not blocked
+    ]
+    labels = [label for label, _ in rows]
     state = campaign.aggregation_state or {}
     classes = _choices(campaign)
     prior = state.get("class_prior")
     result = aggregation.task_consensus(
-        [label for label, _ in rows],
-        [weights_by_volunteer.get(vid, DEFAULT_RELIABILITY) for _, vid in rows],
+        labels,
+        [DEFAULT_RELIABILITY if weight is None else weight for _, weight in rows],
         classes=classes,
         prior=prior if prior and len(prior) == len(classes) else None,
         temperature=float(state.get("temperature", 1.0)),
         ignore_label=UNSURE,
     )
-    consensus, _ = Consensus.objects.get_or_create(task=task)
-    consensus.label = result.label or ""
-    consensus.confidence = float(result.confidence)
-    consensus.agreement = float(result.agreement)
-    consensus.entropy = float(result.entropy)
-    consensus.n_answers = len(rows)
-    consensus.distribution = {str(k): round(v, 4) for k, v in result.posterior.items()}
-    consensus.method = "incremental"
+    consensus = Consensus(
+        task=task,
+        label=result.label or "",
+        confidence=float(result.confidence),
+        agreement=float(result.agreement),
+        entropy=float(result.entropy),
+        n_answers=len(rows),
+        distribution={str(k): round(v, 4) for k, v in result.posterior.items()},
+        method="incremental",
+    )
+    update_fields = ["label", "confidence", "agreement", "entropy", "n_answers", "distribution", "method"]
     if task.status in (Task.Status.OPEN, Task.Status.RETIRED, Task.Status.NEEDS_REVIEW):
         decision = aggregation.retirement_decision(
             result.confidence,
@@ -236,7 +295,7 @@ def consensus_update_task(*, task: Task) -> Consensus:
             min_answers=campaign.min_answers,
             max_answers=campaign.max_answers,
             threshold=campaign.retirement_confidence,
-            vote_margin=aggregation.vote_margin([label for label, _ in rows], ignore_label=UNSURE),
+            vote_margin=aggregation.vote_margin(labels, ignore_label=UNSURE),
         )
         new_status = {
             "retire": Task.Status.RETIRED,
@@ -244,10 +303,22 @@ def consensus_update_task(*, task: Task) -> Consensus:
             "continue": Task.Status.OPEN,
         }[decision]
         consensus.reason = _retirement_reason(decision, result.confidence, len(rows), campaign)
-        priority = len(rows) + (1.0 - float(result.confidence))
-        Task.objects.filter(pk=task.pk).update(status=new_status, priority=priority)
+        update_fields.append("reason")
+        task_fields = {
+            **task_fields,
+            "status": new_status,
+            "priority": len(rows) + (1.0 - float(result.confidence)),
+        }
         task.status = new_status
-    consensus.save()
+    # One upsert instead of get_or_create + save; updated_at is set by auto_now on both paths.
+    Consensus.objects.bulk_create(
+        [consensus],
+        update_conflicts=True,
+        unique_fields=["task"],
+        update_fields=[*update_fields, "updated_at"],
+    )
+    if task_fields:
+        Task.objects.filter(pk=task.pk).update(**task_fields)
     return consensus
 
 
