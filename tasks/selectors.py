@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Count, Q, QuerySet
 
 from tasks.models import Assignment, Campaign, CampaignMembership, Source, Task, Volunteer
 
@@ -13,8 +12,7 @@ from tasks.models import Assignment, Campaign, CampaignMembership, Source, Task,
 def lease_current(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> Assignment | None:
     """The volunteer's unexpired lease on a still-open task of this campaign, if any (a reload gets it back)."""
     return (
-        Assignment.objects.select_related("task")
-        .filter(
+        Assignment.objects.filter(
             campaign=campaign,
             volunteer=volunteer,
             state=Assignment.State.LEASED,
@@ -50,41 +48,69 @@ def _open_leases(*, now: Any, volunteer: Volunteer) -> QuerySet[Assignment]:
     )
 
 
-def task_candidates(*, campaign: Campaign, volunteer: Volunteer, now: Any, gold: bool) -> QuerySet[Task]:
-    """Open tasks this volunteer has not answered or skipped, with a free slot, most informative first.
+def task_candidate_next(
+    *, campaign: Campaign, volunteer: Volunteer, now: Any, gold: bool, exclude: list[int], lock: bool
+) -> int | None:
+    """The id of the most informative open task this volunteer may take now, or None.
 
-    A task still needs max(min_answers - answers, 1) more answers (never more than max_answers in all);
+    Open tasks this volunteer has not answered or skipped, with a free slot, of a ready source. A task
+    still needs max(min_answers - answers, 1) more answers (never more than max_answers in all);
     unexpired leases of other volunteers hold those slots, expired ones count for nothing. Gold tasks are
     shown to every volunteer once. `priority` (answers so far plus the consensus's uncertainty, kept by
     the consensus service) puts the tasks closest to retirement, then the most uncertain, first.
     This count is a pre-filter read before any lock: `task_slots_left` re-checks under the task's lock.
+
+    With `lock` (PostgreSQL) the row is locked FOR UPDATE SKIP LOCKED, so concurrent volunteers are spread
+    over different tasks instead of queueing on one. Plain SQL: this runs on every next-task request, and
+    the ORM spent more CPU compiling it (Exists, a counted subquery, Greatest) than PostgreSQL took to run it.
     """
-    done_or_skipped = Assignment.objects.filter(
-        task=OuterRef("pk"),
-        volunteer=volunteer,
-        state__in=[Assignment.State.ANSWERED, Assignment.State.SKIPPED],
+    from django.db import connection
+
+    ops = connection.ops
+    task_table = ops.quote_name(Task._meta.db_table)
+    source_table = ops.quote_name(Source._meta.db_table)
+    assignment_table = ops.quote_name(Assignment._meta.db_table)
+    sql = (
+        f"SELECT t.id FROM {task_table} t JOIN {source_table} s ON s.id = t.source_id"
+        " WHERE t.campaign_id = %s AND t.status = %s AND t.is_gold = %s AND s.ready = %s"
+        f" AND NOT EXISTS (SELECT 1 FROM {assignment_table} d"
+        " WHERE d.task_id = t.id AND d.volunteer_id = %s AND d.state IN (%s, %s))"
     )
-    open_leases = (
-        _open_leases(now=now, volunteer=volunteer)
-        .filter(task=OuterRef("pk"))
-        .order_by()
-        .values("task")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    queryset = Task.objects.filter(
-        campaign=campaign, status=Task.Status.OPEN, is_gold=gold, source__ready=True
-    ).filter(~Exists(done_or_skipped))
+    params: list[Any] = [
+        campaign.pk,
+        Task.Status.OPEN.value,
+        gold,
+        True,
+        volunteer.pk,
+        Assignment.State.ANSWERED.value,
+        Assignment.State.SKIPPED.value,
+    ]
     if not gold:
-        queryset = queryset.annotate(
-            open_leases=Coalesce(Subquery(open_leases, output_field=IntegerField()), Value(0))
-        ).filter(
-            answer_count__lt=campaign.max_answers,
-            open_leases__lt=Greatest(Value(campaign.min_answers) - F("answer_count"), Value(1)),
+        greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+        sql += (
+            f" AND t.answer_count < %s AND (SELECT COUNT(*) FROM {assignment_table} o"
+            " WHERE o.task_id = t.id AND o.state = %s AND o.expires_at > %s AND o.volunteer_id <> %s)"
+            f" < {greatest}(%s - t.answer_count, 1)"
         )
-    # Ties keep the index order (the heap order of equal keys): ordering by -priority alone lets
+        params += [
+            campaign.max_answers,
+            Assignment.State.LEASED.value,
+            ops.adapt_datetimefield_value(now),
+            volunteer.pk,
+            campaign.min_answers,
+        ]
+    if exclude:
+        sql += f" AND t.id NOT IN ({', '.join(['%s'] * len(exclude))})"
+        params += exclude
+    # Ties keep the index order (the heap order of equal keys): ordering by priority alone lets
     # PostgreSQL walk the task_serving index and stop at the first free task instead of sorting them all.
-    return queryset.order_by("-priority")
+    sql += " ORDER BY t.priority DESC LIMIT 1"
+    if lock:
+        sql += " FOR UPDATE OF t SKIP LOCKED"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def task_slots_left(*, task: Task, campaign: Campaign, volunteer: Volunteer, now: Any) -> int:

@@ -301,6 +301,7 @@ def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> LeaseR
     if current is not None:
         current.expires_at = expires_at
         current.save(update_fields=["expires_at"])
+        current.task = Task.objects.select_related("source", "after_source").get(pk=current.task_id)
         return LeaseResult(current, stats)
     share = gold_share_for(campaign=campaign, answered=stats["answered"])
     rng = random.Random(f"{volunteer.public_id}:{campaign.pk}:{stats['answered']}")
@@ -309,16 +310,13 @@ def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> LeaseR
     for gold in order:
         full: list[int] = []
         for _ in range(CANDIDATE_TRIES):
-            candidates = selectors.task_candidates(
-                campaign=campaign, volunteer=volunteer, now=now, gold=gold
-            ).select_related("source", "after_source")
-            if full:
-                candidates = candidates.exclude(pk__in=full)
-            if skip_locked:
-                candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-            task = candidates.first()
-            if task is None:
+            task_id = selectors.task_candidate_next(
+                campaign=campaign, volunteer=volunteer, now=now, gold=gold, exclude=full, lock=skip_locked
+            )
+            if task_id is None:
                 break
+            # Locked above (PostgreSQL), so this read is what the slot count and the lease are based on.
+            task = Task.objects.select_related("source", "after_source").get(pk=task_id)
             if selectors.task_slots_left(task=task, campaign=campaign, volunteer=volunteer, now=now) <= 0:
                 full.append(task.pk)
                 continue
