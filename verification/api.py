@@ -79,7 +79,8 @@ class AnswerCreateView(APIView):
         summary="Submit an answer (idempotent by client_id)",
     )
     def post(self, request: Request, task_id: int) -> Response:
-        task = get_object_or_404(Task.objects.select_related("campaign"), pk=task_id)
+        # Only its existence: answer_submit reads the task and its campaign again under the row lock.
+        task = get_object_or_404(Task.objects.only("pk"), pk=task_id)
         body = AnswerIn(data=request.data)
         if not body.is_valid():
             return Response(
