@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -283,15 +284,39 @@ def task_lease_next_with_stats(
     answers. On SQLite the IMMEDIATE transaction serialises writers, so the same re-count is exact.
     """
     now = now or timezone.now()
-    for attempt in range(3):
+    integrity_failures = 0
+    for attempt in range(LEASE_ATTEMPTS):
         try:
             with transaction.atomic():
-                return _lease_once(campaign=campaign, volunteer=volunteer, now=now)
+                result = _lease_once(campaign=campaign, volunteer=volunteer, now=now)
         except IntegrityError:
             # Two requests of the same volunteer raced for one task; the unique constraint refused one.
-            if attempt == 2:
+            integrity_failures += 1
+            if integrity_failures == 3:
                 raise
+            continue
+        if result is not None or not _candidates_only_locked(campaign=campaign, volunteer=volunteer, now=now):
+            return result
+        # SKIP LOCKED passed over rows other volunteers held for a moment; a slot may still be free for this
+        # volunteer once they commit, so "nothing left" would be wrong. Wait a little and look again.
+        time.sleep(0.01 * (attempt + 1))
     return None
+
+
+LEASE_ATTEMPTS = 6
+
+
+def _candidates_only_locked(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> bool:
+    """Whether a candidate with a free slot exists when row locks are ignored (PostgreSQL only)."""
+    if not connection.features.has_select_for_update_skip_locked:
+        return False
+    return any(
+        selectors.task_candidate_next(
+            campaign=campaign, volunteer=volunteer, now=now, gold=gold, exclude=[], lock=False
+        )
+        is not None
+        for gold in (False, True)
+    )
 
 
 def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> LeaseResult | None:
