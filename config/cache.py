@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 logger = logging.getLogger("corroborate.cache")
 
@@ -43,8 +43,28 @@ def _fail_open(name: str) -> Callable[..., Any]:
     return method
 
 
+class ReusedClientRedisCacheClient(RedisCacheClient):
+    """Keeps one redis client per connection pool: Django builds a new one on every cache call (~0.5 ms),
+    and a volunteer request makes several (session, rate limits). Clients are thread-safe over their pool."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        # django-stubs leave out these private helpers of RedisCacheClient.
+        base: Any = self
+        index = base._get_connection_pool_index(write)
+        client = self._clients.get(index)
+        if client is None:
+            client = self._clients[index] = base._client(connection_pool=base._get_connection_pool(write))
+        return client
+
+
 class ResilientRedisCache(RedisCache):
-    pass
+    def __init__(self, server: Any, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = ReusedClientRedisCacheClient
 
 
 for _name in _FALLBACKS:
