@@ -33,6 +33,15 @@ class FakeClock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(VolunteerThrottle, "timer", fake)
+
+    def throttle_success(self: VolunteerThrottle) -> bool:
+        # The fake clock owns the windows: real time on a loaded CI machine must not expire them (the cache
+        # entry's lifetime is the window in real seconds), so keep entries for an hour during these tests.
+        self.history.insert(0, self.now)
+        self.cache.set(self.key, self.history, 3600)
+        return True
+
+    monkeypatch.setattr(VolunteerThrottle, "throttle_success", throttle_success)
     return fake
 
 
@@ -75,9 +84,7 @@ def test_a_script_answering_without_pause_is_stopped(
             continue
         statuses.append(answer(client, got.json()["task"]["id"]).status_code)
     assert 429 in statuses
-    # The cache forgets a window after 10 s of real time (a loaded CI machine may get there): what matters is
-    # that the script is stopped after at most 10 answers in a row.
-    assert statuses[: statuses.index(429)].count(201) <= 10
+    assert statuses.count(201) <= 10
 
 
 def test_the_sustained_limit_stops_a_steady_script(limits_on: None, clock: FakeClock, client: Client) -> None:
