@@ -427,7 +427,7 @@ def _small_planes(frame: Any, size: tuple[int, int], reformatter: Any) -> np.nda
         ]
         target = (width, height) if index == 0 else (width // 2, height // 2)
         if plane_width >= 4 * target[0]:
-            pixels = cv2.resize(pixels, (2 * target[0], 2 * target[1]), interpolation=cv2.INTER_LINEAR)
+            pixels = cv2.resize(pixels, (2 * target[0], 2 * target[1]), interpolation=cv2.INTER_NEAREST)
         rows.append(cv2.resize(pixels, target, interpolation=cv2.INTER_AREA).reshape(-1, width))
     return np.concatenate(rows)
 
