@@ -138,3 +138,30 @@ def test_incremental_update_of_a_ten_answer_task_is_fast() -> None:
         timings.append(time.perf_counter() - started)
     assert Consensus.objects.get(task=task).n_answers == 10
     assert statistics.median(timings) < 0.1
+
+
+def test_aggregate_command_recomputes_a_campaign() -> None:
+    import uuid
+
+    from tests.conftest import run_command
+    from tests.factories import CampaignFactory, TaskFactory, VolunteerFactory
+    from verification.models import Consensus
+    from verification.services import answer_submit
+
+    campaign = CampaignFactory(slug="refit-me", min_answers=3, max_answers=5)
+    tasks = [TaskFactory(campaign=campaign) for _ in range(4)]
+    volunteers = [VolunteerFactory() for _ in range(3)]
+    for task in tasks:
+        for volunteer in volunteers:
+            answer_submit(
+                task=task, volunteer=volunteer, answer={"damage": "destroyed"}, client_id=uuid.uuid4()
+            )
+    code, summary, err = run_command("aggregate", "--campaign", "refit-me")
+    assert code == 0, err
+    assert summary is not None and summary["campaign"] == "refit-me"
+    assert summary["tasks"] == 4 and summary["answers"] == 12 and summary["volunteers"] == 3
+    assert set(Consensus.objects.filter(task__campaign=campaign).values_list("label", flat=True)) == {
+        "destroyed"
+    }
+    code, _, err = run_command("aggregate", "--campaign", "no-such-campaign")
+    assert code != 0 and err.startswith("error: ")
