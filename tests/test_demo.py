@@ -47,6 +47,12 @@ def test_demo_sets_up_both_campaigns_through_the_job_queue_and_can_be_rerun(tmp_
     assert done == 2, "both ingests ran as django-q jobs"
     gold = database.execute("select count(*) from tasks_task where is_gold").fetchone()[0]
     assert gold >= 3
+    # A small simulated crowd has answered half of the tiles, so researchers see consensus at once.
+    retired = database.execute("select count(*) from tasks_task where status = 'retired'").fetchone()[0]
+    still_open = database.execute(
+        "select count(*) from tasks_task where status = 'open' and not is_gold"
+    ).fetchone()[0]
+    assert retired >= 10 and still_open >= 15
     owner = database.execute(
         "select count(*) from tasks_campaignmembership m join auth_user u on u.id = m.user_id "
         "where u.username = 'researcher' and m.role = 'owner'"

@@ -57,7 +57,10 @@ def overview_map(
         ax.autoscale_view()
         ax.set_aspect("equal", adjustable="datalim")
         ax.legend(
-            handles=[Patch(color=label_colour(lab, order), label=lab or "no consensus") for lab in order],
+            handles=[
+                Patch(color=label_colour(lab, order), label=lab or "no consensus")
+                for lab in dict.fromkeys(labels)
+            ],
             # Outside the axes: "best" placement tests every polygon and takes seconds on 50,000 tasks.
             loc="upper left",
             bbox_to_anchor=(1.01, 1.0),
@@ -65,6 +68,7 @@ def overview_map(
         )
     else:
         ax.text(0.5, 0.5, "no georeferenced tasks", ha="center", va="center", transform=ax.transAxes)
+    ax.ticklabel_format(useOffset=False, style="plain")
     ax.set_xlabel("longitude (EPSG:4326)")
     ax.set_ylabel("latitude (EPSG:4326)")
     ax.set_title(title)

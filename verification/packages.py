@@ -333,15 +333,22 @@ class GeoJsonStream:
         self._out.write("\n]}\n")
 
 
-LABEL_COLOURS = ["#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+LABEL_COLOURS = ["#d62728", "#2ca02c", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+# Labels that mean the same in every campaign keep their colour, in the workspace map and in packages.
+SEMANTIC_COLOURS = {"destroyed": "#d62728", "damaged": "#ff7f0e", "intact": "#2ca02c", "unsure": "#7f7f7f"}
+_PALETTE = [c for c in LABEL_COLOURS if c not in SEMANTIC_COLOURS.values()]
+NO_LABEL_COLOUR = "#bdbdbd"
 
 
 def label_colour(label: str, labels: list[str]) -> str:
+    """The colour of a label; `labels` collects the other labels in the order met, for stable colours."""
     if not label:
-        return "#7f7f7f"
+        return NO_LABEL_COLOUR
+    if label in SEMANTIC_COLOURS:
+        return SEMANTIC_COLOURS[label]
     if label not in labels:
         labels.append(label)
-    return LABEL_COLOURS[labels.index(label) % len(LABEL_COLOURS)]
+    return _PALETTE[labels.index(label) % len(_PALETTE)]
 
 
 def _kml_colour(hex_rgb: str, alpha: str = "99") -> str:

@@ -342,25 +342,14 @@ def campaign_overview_bounds(campaign: Campaign) -> list[list[float]] | None:
     ]
 
 
-LABEL_COLOURS = ["#d62728", "#2ca02c", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-
-
 def label_colours(campaign: Campaign) -> dict[str, str]:
-    """A stable colour per choice of the primary question; unsure and unlabelled tasks are grey."""
+    """A stable colour per choice of the primary question (the same as in evidence packages)."""
+    from verification.packages import label_colour
+
     primary = campaign.question_set["primary"]
     question = next(q for q in campaign.question_set["questions"] if q["key"] == primary)
-    # Labels that mean the same everywhere keep their colour: destroyed red, intact green, unsure grey.
-    semantic = {"destroyed": "#d62728", "damaged": "#ff7f0e", "intact": "#2ca02c", "unsure": "#7f7f7f"}
-    palette = [c for c in LABEL_COLOURS if c not in semantic.values()]
-    colours = {}
-    index = 0
-    for choice in question.get("choices", []):
-        if choice["value"] in semantic:
-            colours[choice["value"]] = semantic[choice["value"]]
-            continue
-        colours[choice["value"]] = palette[index % len(palette)]
-        index += 1
-    return colours
+    seen: list[str] = []
+    return {choice["value"]: label_colour(choice["value"], seen) for choice in question.get("choices", [])}
 
 
 def campaign_geojson(campaign: Campaign, *, task_url: Any) -> dict[str, Any]:

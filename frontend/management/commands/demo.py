@@ -116,6 +116,7 @@ class Command(JsonCommand):
             self._run_jobs_through_queue(jobs)
         if truth is not None:
             self._mark_gold(imagery, truth, researcher)
+            self._simulate_crowd(imagery, truth)
         return {
             "campaigns": [imagery.slug, footage.slug],
             "tasks": {c.slug: Task.objects.filter(campaign=c).count() for c in (imagery, footage)},
@@ -193,6 +194,42 @@ class Command(JsonCommand):
                 services.task_mark_gold(
                     task=task, answer={"damage": label}, explanation=explanations[label], by=researcher
                 )
+
+    def _simulate_crowd(self, campaign: Campaign, truth: Any, share: float = 0.5) -> None:
+        """A few simulated volunteers answer half of the tiles, so the researcher's dashboard, map, review
+        queue and exports have something to show; the other half stays open for real volunteers."""
+        import random
+        import uuid
+
+        from tasks.models import Volunteer
+        from verification.services import answer_submit, consensus_recompute_campaign
+
+        rng = random.Random(2023)
+        tasks = list(Task.objects.filter(campaign=campaign, is_gold=False).order_by("id"))
+        chosen = tasks[: int(len(tasks) * share)]
+        crowd = [
+            (Volunteer.objects.create(is_anonymous=True), accuracy)
+            for accuracy in (0.95, 0.9, 0.85, 0.8, 0.6)
+        ]
+        labels = ["no_structures", "intact", "destroyed"]
+        for index, task in enumerate(chosen):
+            window = task.window or {}
+            right = truth.label_for_window(
+                window["col_off"], window["row_off"], window["width"], window["height"]
+            )
+            # Most tiles get three answers; every fourth gets five, some of them split, for the review queue.
+            answering = crowd if index % 4 == 0 else crowd[:3]
+            for volunteer, accuracy in answering:
+                if rng.random() < 0.08:
+                    label = "unsure"
+                elif rng.random() < accuracy:
+                    label = right
+                else:
+                    label = rng.choice([x for x in labels if x != right])
+                answer_submit(
+                    task=task, volunteer=volunteer, answer={"damage": label}, client_id=uuid.uuid4()
+                )
+        consensus_recompute_campaign(campaign=campaign)
 
     def _serve(self, host: str, port: int) -> None:
         cluster = _start_cluster()
