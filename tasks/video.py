@@ -384,12 +384,14 @@ def _iter_frames(path: str | Path, *, width: int | None = None, fmt: str = "yuv4
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
         start = _stream_start(stream)
-        time_base = stream.time_base
+        # A float multiply, not Fraction arithmetic per frame: exact to far below the 1 ms we report.
+        time_base = float(stream.time_base)
         fps = float(stream.average_rate or 25)
         index = 0
         try:
             for frame in container.decode(stream):
-                seconds = float((frame.pts - start) * time_base) if frame.pts is not None else index / fps
+                pts = frame.pts
+                seconds = (pts - start) * time_base if pts is not None else index / fps
                 index += 1
                 yield seconds, frame, stream
         except av.FFmpegError as error:
@@ -405,31 +407,50 @@ def _distance(a: np.ndarray, b: np.ndarray) -> float:
 _PLANAR_420 = {"yuv420p", "yuvj420p"}
 
 
-def _small_planes(frame: Any, size: tuple[int, int], reformatter: Any) -> np.ndarray:
-    """The Y, U and V planes of a frame shrunk to `size` (Y) and half that (U, V), in yuv420p row layout.
+def _small_planes(
+    frame: Any, size: tuple[int, int], reformatter: Any, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The Y, U and V planes of a frame shrunk to `size` (Y) and half that (U, V), flattened one after another.
 
     For 4:2:0 frames (nearly all camera footage) the planes are read in place and shrunk with OpenCV:
-    a bilinear pass to twice the target then a 2x2 area average, four times cheaper than an area filter
-    over the full frame and free of the aliasing of plain bilinear decimation.
+    a nearest-neighbour pass to twice the target then a 2x2 area average, four times cheaper than an area
+    filter over the full frame and free of the aliasing of plain decimation. The result is written into
+    `out` when given (uint8, w*h + 2*(w//2)*(h//2) long), so a stream of frames allocates nothing. Flat,
+    not rows: a chroma plane of an odd height (720x480 gives 32x21) does not fill whole rows of width Y.
     """
     width, height = size
+    luma, chroma = width * height, (width // 2) * (height // 2)
+    if out is None:
+        out = np.empty(luma + 2 * chroma, np.uint8)
     if frame.format.name not in _PLANAR_420 or frame.width < 2 * width:
         small = reformatter.reformat(
             frame, width=width, height=height, format="yuv420p", interpolation="AREA"
         )
-        return small.to_ndarray()
-    rows = []
-    for index, plane in enumerate(frame.planes[:3]):
-        plane_width = frame.width if index == 0 else (frame.width + 1) // 2
-        plane_height = frame.height if index == 0 else (frame.height + 1) // 2
-        pixels: np.ndarray = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[
-            :plane_height, :plane_width
-        ]
-        target = (width, height) if index == 0 else (width // 2, height // 2)
-        if plane_width >= 4 * target[0]:
-            pixels = cv2.resize(pixels, (2 * target[0], 2 * target[1]), interpolation=cv2.INTER_NEAREST)
-        rows.append(cv2.resize(pixels, target, interpolation=cv2.INTER_AREA).reshape(-1, width))
-    return np.concatenate(rows)
+        for index, plane in enumerate(small.planes[:3]):
+            plane_width, plane_height = (width, height) if index == 0 else (width // 2, height // 2)
+            start = 0 if index == 0 else luma + (index - 1) * chroma
+            pixels: np.ndarray = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+            out[start : start + plane_width * plane_height].reshape(plane_height, plane_width)[:] = pixels[
+                :plane_height, :plane_width
+            ]
+        return out
+    # Views of `out` that OpenCV writes into: Y, then U and V.
+    targets = (
+        out[:luma].reshape(height, width),
+        out[luma : luma + chroma].reshape(height // 2, width // 2),
+        out[luma + chroma :].reshape(height // 2, width // 2),
+    )
+    chroma_size = ((frame.width + 1) // 2, (frame.height + 1) // 2)
+    for index, (plane, target) in enumerate(zip(frame.planes, targets, strict=False)):
+        plane_width, plane_height = (frame.width, frame.height) if index == 0 else chroma_size
+        pixels = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:plane_height, :plane_width]
+        target_height, target_width = target.shape
+        if plane_width >= 4 * target_width:
+            pixels = cv2.resize(
+                pixels, (2 * target_width, 2 * target_height), interpolation=cv2.INTER_NEAREST
+            )
+        cv2.resize(pixels, (target_width, target_height), dst=target, interpolation=cv2.INTER_AREA)
+    return out
 
 
 class _ShotAnalyser:
@@ -470,21 +491,33 @@ class _ShotAnalyser:
         self.fade_score: dict[int, float] = {}
         self.hard: list[tuple[int, float]] = []
         self.y_shape: tuple[int, int] = (0, 0)
+        self.blend: np.ndarray | None = None  # scratch for `_fade_at`, allocated by OpenCV on first use
 
     def _frame(self, index: int) -> np.ndarray:
         return self.buffer[index - self.first_in_buffer]
 
     def add(self, seconds: float, planes: np.ndarray, y_shape: tuple[int, int]) -> None:
+        """Take the next frame's flat Y, U, V planes (see `_small_planes`); the planes may be reused after."""
         self.y_shape = y_shape
-        vector = planes.astype(np.float32)
         j = len(self.times)
         if len(self.buffer) == self.buffer.maxlen:
+            # Recycle the float buffer of the frame leaving the ring instead of allocating a new one.
+            vector = self.buffer.popleft()
             self.first_in_buffer += 1
+            np.copyto(vector, planes, casting="unsafe")
+        else:
+            vector = planes.astype(np.float32)
+        previous = self.buffer[-1] if j else None
         self.buffer.append(vector)
         self.times.append(seconds)
-        mean, std = cv2.meanStdDev(vector[: y_shape[0]])
-        self.dark.append(bool(mean[0, 0] < 28 and std[0, 0] < 10))
-        self.diffs.append(_distance(vector, self._frame(j - 1)) if j else 0.0)
+        luma = vector[: y_shape[0] * y_shape[1]]
+        # Dark means a mean luma under 28 and a spread under 10; the mean alone rules out most frames.
+        dark = False
+        if cv2.mean(luma)[0] < 28:
+            mean, std = cv2.meanStdDev(luma)
+            dark = bool(mean[0, 0] < 28 and std[0, 0] < 10)
+        self.dark.append(dark)
+        self.diffs.append(_distance(vector, previous) if previous is not None else 0.0)
         k = self.fade_half
         if j >= 2 * k:
             self._fade_at(j - k)
@@ -501,14 +534,19 @@ class _ShotAnalyser:
         span = _distance(before, after)
         if span < self.fade_min:
             return
+        # The mean of three residuals must stay under `fade_linearity * span`: stop as soon as the running
+        # sum exceeds three times that (camera motion usually fails on the first blend).
+        limit = 3 * self.fade_linearity * span
         residual = 0.0
         for fraction in (0.25, 0.5, 0.75):
             offset = round(2 * k * fraction)
-            blend = before + (after - before) * np.float32(offset / (2 * k))
+            weight = offset / (2 * k)
+            blend = self.blend = cv2.addWeighted(before, 1.0 - weight, after, weight, 0.0, dst=self.blend)
             residual += _distance(self._frame(c - k + offset), blend)
+            if residual >= limit:
+                return
         residual /= 3
-        if residual < self.fade_linearity * span:
-            self.fade_score[c] = span * (1 - residual / span)
+        self.fade_score[c] = span * (1 - residual / span)
 
     def _hard_at(self, i: int) -> None:
         d = self.diffs
@@ -537,8 +575,8 @@ class _ShotAnalyser:
     def _is_camera_jolt(self, i: int, value: float) -> bool:
         rows, cols = self.y_shape
         shift = max(2, cols // 12)
-        previous = self._frame(i - 1)[:rows].reshape(rows, cols)
-        current = self._frame(i)[:rows].reshape(rows, cols)
+        previous = self._frame(i - 1)[: rows * cols].reshape(rows, cols)
+        current = self._frame(i)[: rows * cols].reshape(rows, cols)
         template = previous[shift:-shift, shift:-shift]
         scores = cv2.matchTemplate(current, template, cv2.TM_SQDIFF)
         compensated = math.sqrt(max(float(scores.min()), 0.0) / template.size)
@@ -626,14 +664,16 @@ def detect_shots(
     count = 0
     # One reformatter for the whole run: it keeps its scaler context, frame.reformat() rebuilds one per call.
     reformatter = av.video.reformatter.VideoReformatter()
+    planes: np.ndarray | None = None  # one uint8 buffer reused for every frame's shrunk planes
     for seconds, frame, stream in _iter_frames(path):
         if analyser is None:
             fps = float(stream.average_rate or 25)
             analyser = _ShotAnalyser(fps, threshold=threshold)
             size = _analysis_size(frame.width, frame.height)
+            y_shape = (size[1], size[0])
             declared = _declared_duration(stream.container, stream)
-        planes = _small_planes(frame, size, reformatter)
-        analyser.add(seconds, planes, (size[1], size[0]))
+        planes = _small_planes(frame, size, reformatter, planes)
+        analyser.add(seconds, planes, y_shape)
         if count:
             intervals.append(seconds - last_time)
         last_time = seconds

@@ -374,3 +374,19 @@ def test_browser_rendition_keeps_the_audio(tmp_path: Path) -> None:
     video = make_video(tmp_path / "sound.mp4", spec=spec, size=SMALL, codec="mpeg4", audio=True)
     rendition = render_browser_rendition(video["path"], tmp_path / "web.mp4")
     assert probe_video(rendition["path"])["audio_codec"] == "aac"
+
+
+def test_standard_definition_720x480_video_is_analysed(tmp_path: Path) -> None:
+    # 720x480 (NTSC/DVD) gives a 64x42 analysis frame whose chroma planes do not fill whole rows.
+    path = tmp_path / "ntsc.mp4"
+    make_video(
+        path,
+        spec=[
+            {"kind": "texture", "seconds": 1.5, "seed": 1},
+            {"kind": "blocks", "seconds": 1.5, "seed": 2, "transition": "cut"},
+        ],
+        size=(720, 480),
+    )
+    detection = detect_shots(path)
+    assert len(detection.cuts_seconds) == 1
+    assert abs(detection.cuts_seconds[0] - 1.5) <= 0.25
