@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.db import connections
 from django.test import Client
 from django.utils import timezone
@@ -20,12 +19,6 @@ from verification.models import Answer
 from verification.services import answer_submit
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    # Campaign progress is cached by campaign id, and ids repeat across rolled-back tests.
-    cache.clear()
 
 
 def next_task(client: Client, slug: str) -> Any:

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from tasks.api import VolunteerThrottle
@@ -18,7 +17,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def limits_on(settings: Any) -> None:
     settings.CORROBORATE_RATE_LIMITS = True
-    cache.clear()
+    # No cache.clear(): on Redis it flushes the database shared by parallel workers; each test already
+    # has its own key prefix (tests/conftest.py).
 
 
 class FakeClock:
