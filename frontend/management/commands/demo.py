@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -232,6 +233,8 @@ class Command(JsonCommand):
         consensus_recompute_campaign(campaign=campaign)
 
     def _serve(self, host: str, port: int) -> None:
+        # SIGTERM (a supervisor, `kill`) must stop the worker too, as Ctrl-C does: turn it into an exit.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
         cluster = _start_cluster()
         self.stderr.write(
             f"Serving Corroborate at http://{host}:{port}/ with a job worker (Ctrl-C stops both)."
