@@ -32,43 +32,9 @@ def peak_rss_mb() -> float:
 
 
 def write_scene(path: Path, size: int) -> None:
-    """A textured size x size 3-band uint16 scene, 256-px DEFLATE tiles, written 512 rows at a time."""
-    import numpy as np
-    import rasterio
-    from rasterio.transform import from_origin
-    from rasterio.windows import Window
+    from fixtures.synthetic_imagery import write_large_uint16_scene
 
-    profile = {
-        "driver": "GTiff",
-        "width": size,
-        "height": size,
-        "count": 3,
-        "dtype": "uint16",
-        "crs": "EPSG:32635",
-        "transform": from_origin(500_000, 4_000_000, 0.5, 0.5),
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "DEFLATE",
-        "predictor": 2,
-        "zlevel": 1,
-        "nodata": 0,
-        "BIGTIFF": "YES",
-    }
-    rng = np.random.default_rng(7)
-    columns = np.arange(size, dtype=np.float32)
-    # Texture in 8-px cells, so the tiles have the detail (and the JPEG sizes) of real imagery.
-    cells = rng.integers(0, 900, size=(64, (size + 7) // 8), dtype=np.uint16)
-    with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), rasterio.open(path, "w", **profile) as target:
-        for row_off in range(0, size, 512):
-            height = min(512, size - row_off)
-            rows = np.arange(row_off, row_off + height, dtype=np.float32)[:, None]
-            base = 2000 + 1500 * (np.sin(columns / 700)[None, :] + np.cos(rows / 900))
-            texture = np.repeat(np.repeat(cells, 8, axis=0), 8, axis=1)[:, :size]
-            texture = np.roll(texture, row_off // 8, axis=1)
-            block = (base + np.tile(texture, (height // 512 + 1, 1))[:height]).astype(np.uint16)
-            for band in range(3):
-                target.write(block + band * 200, band + 1, window=Window(0, row_off, size, height))
+    write_large_uint16_scene(path, size)
 
 
 # --------------------------------------------------------------------------------------------- workers

@@ -24,7 +24,7 @@ from frontend import charts, forms
 from tasks import selectors, services
 from tasks.media import media_url, task_media_urls
 from tasks.models import Campaign, CampaignMembership, Job, Task, Volunteer
-from tasks.questions import IMAGERY_QUESTION_SET, VIDEO_QUESTION_SET, AnswerError
+from tasks.questions import IMAGERY_QUESTION_SET, VIDEO_QUESTION_SET, AnswerError, answer_for_label
 from verification import selectors as verification_selectors
 from verification import services as verification_services
 from verification.models import EvidenceSet
@@ -489,14 +489,10 @@ def task_gold(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
     task = _task_of(campaign, task_id)
     form = forms.GoldForm(request.POST, campaign=campaign, prefix="gold")
     if form.is_valid():
-        primary = campaign.question_set["primary"]
-        question = next(q for q in campaign.question_set["questions"] if q["key"] == primary)
-        label = form.cleaned_data["label"]
-        value: Any = [label] if question["type"] == "multiple" else label
         try:
             services.task_mark_gold(
                 task=task,
-                answer={primary: value},
+                answer=answer_for_label(campaign.question_set, form.cleaned_data["label"]),
                 explanation=form.cleaned_data["explanation"],
                 by=_user(request),
             )

@@ -200,6 +200,13 @@ def primary_label(question_set: dict[str, Any], answer: dict[str, Any]) -> str |
     return str(value)
 
 
+def answer_for_label(question_set: dict[str, Any], label: str) -> dict[str, Any]:
+    """The primary-question answer a label stands for (the inverse of `primary_label`), e.g. for gold tasks."""
+    primary = question_by_key(question_set, question_set["primary"])
+    value: Any = label.split("+") if primary["type"] == "multiple" else label
+    return {primary["key"]: value}
+
+
 IMAGERY_QUESTION_SET: dict[str, Any] = {
     "primary": "damage",
     "questions": [

@@ -1086,10 +1086,8 @@ def gold_import_csv(*, campaign: Campaign, csv_text: str, by: User) -> int:
     import csv
     import io
 
-    from tasks.questions import AnswerError, validate_answer
+    from tasks.questions import AnswerError, answer_for_label, validate_answer
 
-    primary = campaign.question_set["primary"]
-    question = next(q for q in campaign.question_set["questions"] if q["key"] == primary)
     reader = csv.reader(io.StringIO(csv_text.lstrip("\ufeff")))
     rows: list[tuple[Task, dict[str, Any], str]] = []
     for line_no, row in enumerate(reader, start=1):
@@ -1106,9 +1104,8 @@ def gold_import_csv(*, campaign: Campaign, csv_text: str, by: User) -> int:
         task = Task.objects.filter(campaign=campaign, pk=int(task_id)).select_related("campaign").first()
         if task is None:
             raise IngestError(f"line {line_no}: task {task_id} is not in campaign {campaign.slug}")
-        value: Any = label.split("+") if question["type"] == "multiple" else label
         try:
-            answer = validate_answer(campaign.question_set, {primary: value})
+            answer = validate_answer(campaign.question_set, answer_for_label(campaign.question_set, label))
         except AnswerError as exc:
             raise IngestError(f"line {line_no}: {exc.message}") from exc
         rows.append((task, answer, explanation))

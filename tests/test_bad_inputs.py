@@ -20,33 +20,14 @@ import rasterio
 from django.apps import apps
 from django.core.management import call_command
 from django.test import Client
-from rasterio.transform import from_origin
 
+from fixtures.synthetic_imagery import write_sparse_huge_geotiff
 from tests.conftest import GEOTIFF
 
 pytestmark = pytest.mark.django_db
 
 
 # ------------------------------------------------------------------ the corpus, built once
-
-
-def _huge_geotiff(path: Path) -> None:
-    profile = {
-        "driver": "GTiff",
-        "width": 300_000,
-        "height": 300_000,
-        "count": 1,
-        "dtype": "uint8",
-        "crs": "EPSG:32618",
-        "transform": from_origin(100_000, 2_800_000, 1, 1),
-        "tiled": True,
-        "blockxsize": 4096,
-        "blockysize": 4096,
-        "SPARSE_OK": True,
-        "BIGTIFF": "YES",
-    }
-    with rasterio.open(path, "w", **profile):
-        pass
 
 
 def _patch_mp4(source: Path, destination: Path, box: bytes, patch: Callable[[bytearray, int], None]) -> None:
@@ -72,7 +53,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         with rasterio.open(folder / "elsewhere.tif", "w", **profile) as dst:
             dst.write(src.read())
-    _huge_geotiff(folder / "huge.tif")
+    write_sparse_huge_geotiff(folder / "huge.tif")
     png = io.BytesIO()
     from PIL import Image
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
+from fixtures.synthetic_imagery import write_large_uint16_scene, write_sparse_huge_geotiff
 from tasks.imagery import (
     GridPlan,
     ImageryError,
@@ -128,24 +129,8 @@ def test_zero_byte_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_header_claiming_enormous_dimensions_is_refused_before_reading(tmp_path: Path) -> None:
-    # A real GeoTIFF whose header says 300000 x 300000 px; SPARSE_OK stores no pixel blocks, so it is 66 KB.
     path = tmp_path / "huge.tif"
-    profile = {
-        "driver": "GTiff",
-        "width": 300_000,
-        "height": 300_000,
-        "count": 1,
-        "dtype": "uint8",
-        "crs": "EPSG:32618",
-        "transform": from_origin(100_000, 2_800_000, 1, 1),
-        "tiled": True,
-        "blockxsize": 4096,
-        "blockysize": 4096,
-        "SPARSE_OK": True,
-        "BIGTIFF": "YES",
-    }
-    with rasterio.open(path, "w", **profile):
-        pass
+    write_sparse_huge_geotiff(path, 300_000)
     with pytest.raises(ImageryError, match=r"300000x300000 pixels") as error:
         describe_raster(path)
     assert_one_line(error)
@@ -499,39 +484,10 @@ def test_aoi_that_does_not_touch_the_scene_is_refused() -> None:
 # ------------------------------------------------------------------------------------------- memory
 
 
-def write_large_scene(path: Path, size: int) -> None:
-    """A size x size, 3-band uint16, 256-px tiled DEFLATE GeoTIFF written in row blocks (small on disk)."""
-    profile = {
-        "driver": "GTiff",
-        "width": size,
-        "height": size,
-        "count": 3,
-        "dtype": "uint16",
-        "crs": "EPSG:32635",
-        "transform": from_origin(500_000, 4_000_000, 0.5, 0.5),
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "DEFLATE",
-        "predictor": 2,
-        "zlevel": 1,
-        "nodata": 0,
-        "BIGTIFF": "YES",
-    }
-    columns = np.arange(size, dtype=np.float32)
-    with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), rasterio.open(path, "w", **profile) as target:
-        for row_off in range(0, size, 512):
-            height = min(512, size - row_off)
-            rows = np.arange(row_off, row_off + height, dtype=np.float32)[:, None]
-            base = (2000 + 1500 * (np.sin(columns / 300)[None, :] + np.cos(rows / 400))).astype(np.uint16)
-            for band in range(3):
-                target.write(base + band * 300, band + 1, window=Window(0, row_off, size, height))
-
-
 @pytest.mark.slow
 def test_rendering_a_20000_px_scene_keeps_memory_under_1_gb(tmp_path: Path) -> None:
     path = tmp_path / "large.tif"
-    write_large_scene(path, 20_000)
+    write_large_uint16_scene(path, 20_000)
     # Rendered in a fresh interpreter so its peak RSS is this job's alone. The first 3 tile rows (~270
     # tiles) cover full-width reads; the full 20000 px run is in benchmarks/imagery_tiling.py.
     script = textwrap.dedent(
