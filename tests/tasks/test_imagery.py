@@ -39,10 +39,10 @@ from tests.conftest import GEOTIFF as GEOTIFF_DIR  # noqa: E402
 
 
 def geotiff(name: str) -> Path:
-    """A real test GeoTIFF from ../shared/media/geotiff (skipped when shared/ is not beside the repo)."""
+    """A real test GeoTIFF from ../shared/media/geotiff (a failure, not a skip, when shared/ is missing)."""
     path = GEOTIFF_DIR / name
     if not path.is_file():
-        pytest.skip(f"shared test imagery missing: {path}")
+        pytest.fail(f"shared test imagery missing: {path} (the tests need ../shared beside the repo)")
     return path
 
 

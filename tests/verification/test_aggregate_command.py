@@ -54,7 +54,6 @@ def test_writes_consensus_and_prints_summary_last(tmp_path: Path) -> None:
     assert 0.5 <= float(rows["t1"]["confidence"]) <= 1
 
 
-@pytest.mark.skipif(not (CROWD / "rte").is_dir(), reason="shared datasets not available")
 def test_public_dataset_with_gold_and_method(tmp_path: Path) -> None:
     out = tmp_path / "rte.csv"
     done = run(

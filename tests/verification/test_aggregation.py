@@ -238,7 +238,9 @@ def test_a_perfect_extra_volunteer_never_lowers_accuracy(seed: int) -> None:
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_auto_accuracy_and_calibration_on_public_crowds(name: str) -> None:
     if not (CROWD / name).is_dir():
-        pytest.skip(f"dataset {name} not available")
+        pytest.fail(
+            f"shared crowd dataset {name} missing at {CROWD}: the tests need ../shared beside the repo"
+        )
     task, worker, label, n_tasks, n_workers, n_classes, gold = load_crowd(name)
     result = aggregate(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes)
     has_gold = gold >= 0
