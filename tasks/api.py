@@ -189,7 +189,9 @@ class NextTaskView(APIView):
         summary="Lease the next task for the calling volunteer",
     )
     def post(self, request: Request, slug: str) -> Response:
-        campaign = get_object_or_404(Campaign, slug=slug)
+        campaign = selectors.campaign_by_slug(slug)
+        if campaign is None:
+            return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
         if campaign.status != Campaign.Status.LIVE:
             return Response(
                 {"detail": f"campaign {slug} is {campaign.status}"}, status=status.HTTP_409_CONFLICT

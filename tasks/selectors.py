@@ -4,9 +4,92 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
+from config import fastsql
 from tasks.models import Assignment, Campaign, CampaignMembership, Source, Task, Volunteer
+
+
+def campaign_by_slug(slug: str) -> Campaign | None:
+    """The campaign with this slug (plain SQL: read on every next-task request)."""
+    row = fastsql.fetch_one(
+        f"SELECT {fastsql.columns(Campaign, 'c')} FROM {fastsql.table(Campaign)} c WHERE c.slug = %s", [slug]
+    )
+    return fastsql.load(Campaign, row)[0] if row else None
+
+
+def volunteer_by_public_id(public_id: Any) -> Volunteer | None:
+    """The volunteer with this pseudonymous id (plain SQL: read on every volunteer request)."""
+    row = fastsql.fetch_one(
+        f"SELECT {fastsql.columns(Volunteer, 'v')} FROM {fastsql.table(Volunteer)} v WHERE v.public_id = %s",
+        [fastsql.prep(Volunteer, "public_id", public_id)],
+    )
+    return fastsql.load(Volunteer, row)[0] if row else None
+
+
+def volunteer_lease_state(
+    *, campaign: Campaign, volunteer: Volunteer, now: Any
+) -> tuple[dict[str, int], int | None]:
+    """In one statement: the volunteer's answer counts (as `volunteer_answer_stats`) and the id of their
+    current lease (as `lease_current`), if any."""
+    from verification.models import Answer
+
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    answers, assignments, tasks = fastsql.table(Answer), fastsql.table(Assignment), fastsql.table(Task)
+    row = fastsql.fetch_one(
+        f"SELECT (SELECT COUNT(*) FROM {answers} a WHERE a.volunteer_id = %s AND a.campaign_id = %s),"
+        f" (SELECT COUNT(*) FROM {answers} a WHERE a.volunteer_id = %s AND a.created_at >= %s),"
+        f" (SELECT l.id FROM {assignments} l JOIN {tasks} t ON t.id = l.task_id"
+        "   WHERE l.campaign_id = %s AND l.volunteer_id = %s AND l.state = %s AND l.expires_at > %s"
+        "   AND t.status = %s ORDER BY l.leased_at DESC LIMIT 1)",
+        [
+            volunteer.pk,
+            campaign.pk,
+            volunteer.pk,
+            connection.ops.adapt_datetimefield_value(midnight),
+            campaign.pk,
+            volunteer.pk,
+            Assignment.State.LEASED.value,
+            connection.ops.adapt_datetimefield_value(now),
+            Task.Status.OPEN.value,
+        ],
+    )
+    assert row is not None
+    return {"answered": int(row[0]), "answered_today": int(row[1])}, row[2]
+
+
+_SOURCE_FOR_PAYLOAD = ("id", "original_name", "sha256", "kind")
+
+
+def task_for_lease(*, task_id: int, volunteer: Volunteer, now: Any) -> tuple[Task, int]:
+    """The task with its sources (the fields a volunteer is shown) and how many other volunteers hold an
+    unexpired lease on it, in one statement read after the caller locked the task's row."""
+    sources, assignments = fastsql.table(Source), fastsql.table(Assignment)
+    row = fastsql.fetch_one(
+        f"SELECT {fastsql.columns(Task, 't')}, {fastsql.columns(Source, 's', _SOURCE_FOR_PAYLOAD)},"
+        f" {fastsql.columns(Source, 'a', _SOURCE_FOR_PAYLOAD)},"
+        f" (SELECT COUNT(*) FROM {assignments} o WHERE o.task_id = t.id AND o.state = %s"
+        "   AND o.expires_at > %s AND o.volunteer_id <> %s)"
+        f" FROM {fastsql.table(Task)} t JOIN {sources} s ON s.id = t.source_id"
+        f" LEFT JOIN {sources} a ON a.id = t.after_source_id WHERE t.id = %s",
+        [Assignment.State.LEASED.value, connection.ops.adapt_datetimefield_value(now), volunteer.pk, task_id],
+    )
+    if row is None:
+        raise Task.DoesNotExist(f"task {task_id} does not exist")
+    task, at = fastsql.load(Task, row)
+    task.source, at = fastsql.load(Source, row, at, _SOURCE_FOR_PAYLOAD)
+    after, at = fastsql.load(Source, row, at, _SOURCE_FOR_PAYLOAD)
+    task.after_source = after if after.pk is not None else None
+    return task, int(row[at])
+
+
+def slots_left(*, task: Task, campaign: Campaign, open_leases: int) -> int:
+    """How many more volunteers may lease the task, given the other volunteers' unexpired leases on it."""
+    if task.is_gold:
+        return 1
+    needed = min(max(campaign.min_answers - task.answer_count, 1), campaign.max_answers - task.answer_count)
+    return needed - open_leases
 
 
 def lease_current(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> Assignment | None:
@@ -121,8 +204,8 @@ def task_slots_left(*, task: Task, campaign: Campaign, volunteer: Volunteer, now
     """
     if task.is_gold:
         return 1
-    needed = min(max(campaign.min_answers - task.answer_count, 1), campaign.max_answers - task.answer_count)
-    return needed - _open_leases(now=now, volunteer=volunteer).filter(task=task).count()
+    open_leases = _open_leases(now=now, volunteer=volunteer).filter(task=task).count()
+    return slots_left(task=task, campaign=campaign, open_leases=open_leases)
 
 
 def campaign_percent_done(campaign: Campaign) -> int:

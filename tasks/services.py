@@ -21,6 +21,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import slugify
 
+from config import fastsql
 from tasks import selectors
 from tasks.models import Assignment, Campaign, CampaignMembership, Job, Source, Task, Volunteer
 from tasks.questions import IMAGERY_QUESTION_SET, VIDEO_QUESTION_SET, validate_question_set
@@ -206,7 +207,7 @@ def _session_volunteer(request: HttpRequest) -> Volunteer | None:
     if not public_id:
         return None
     try:
-        return Volunteer.objects.filter(public_id=uuid.UUID(str(public_id))).first()
+        return selectors.volunteer_by_public_id(uuid.UUID(str(public_id)))
     except ValueError:
         return None
 
@@ -321,9 +322,9 @@ def _candidates_only_locked(*, campaign: Campaign, volunteer: Volunteer, now: An
 
 def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> LeaseResult | None:
     expires_at = now + timedelta(seconds=campaign.lease_seconds)
-    stats = selectors.volunteer_answer_stats(campaign=campaign, volunteer=volunteer, now=now)
-    current = selectors.lease_current(campaign=campaign, volunteer=volunteer, now=now)
-    if current is not None:
+    stats, current_id = selectors.volunteer_lease_state(campaign=campaign, volunteer=volunteer, now=now)
+    if current_id is not None:
+        current = Assignment.objects.get(pk=current_id)
         current.expires_at = expires_at
         current.save(update_fields=["expires_at"])
         current.task = Task.objects.select_related("source", "after_source").get(pk=current.task_id)
@@ -341,8 +342,8 @@ def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> LeaseR
             if task_id is None:
                 break
             # Locked above (PostgreSQL), so this read is what the slot count and the lease are based on.
-            task = Task.objects.select_related("source", "after_source").get(pk=task_id)
-            if selectors.task_slots_left(task=task, campaign=campaign, volunteer=volunteer, now=now) <= 0:
+            task, open_leases = selectors.task_for_lease(task_id=task_id, volunteer=volunteer, now=now)
+            if selectors.slots_left(task=task, campaign=campaign, open_leases=open_leases) <= 0:
                 full.append(task.pk)
                 continue
             task.campaign = campaign
@@ -364,12 +365,23 @@ def _lease_write(*, task: Task, volunteer: Volunteer, now: Any, expires_at: Any)
         leased_at=now,
         expires_at=expires_at,
     )
-    Assignment.objects.bulk_create(
-        [assignment],
-        update_conflicts=True,
-        unique_fields=["task", "volunteer"],
-        update_fields=["state", "leased_at", "expires_at"],
+    returned = fastsql.insert(
+        Assignment,
+        {
+            "task": task.pk,
+            "volunteer": volunteer.pk,
+            "campaign": task.campaign_id,
+            "state": assignment.state,
+            "leased_at": now,
+            "expires_at": expires_at,
+        },
+        conflict=("task", "volunteer"),
+        update=("state", "leased_at", "expires_at"),
+        returning=("id",),
     )
+    assert returned is not None
+    assignment.pk = returned[0]
+    assignment._state.adding = False
     return assignment
 
 

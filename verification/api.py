@@ -79,8 +79,6 @@ class AnswerCreateView(APIView):
         summary="Submit an answer (idempotent by client_id)",
     )
     def post(self, request: Request, task_id: int) -> Response:
-        # Only its existence: answer_submit reads the task and its campaign again under the row lock.
-        task = get_object_or_404(Task.objects.only("pk"), pk=task_id)
         body = AnswerIn(data=request.data)
         if not body.is_valid():
             return Response(
@@ -91,6 +89,8 @@ class AnswerCreateView(APIView):
             return Response(
                 {"detail": "no volunteer session: ask for a task first"}, status=status.HTTP_403_FORBIDDEN
             )
+        # answer_submit reads the task and its campaign under the row lock; a missing task is a 404.
+        task = Task(pk=task_id)
         try:
             answer, created = answer_submit(
                 task=task,
@@ -106,6 +106,8 @@ class AnswerCreateView(APIView):
             )
         except (AnswerConflict, TaskNotAnswerable) as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except Task.DoesNotExist:
+            return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
         return Response(
             answer_payload(answer), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
-from django.db.models import ExpressionWrapper, F, FloatField, OuterRef, Q, Subquery, Value
+from django.db import IntegrityError, connection, transaction
+from django.db.models import ExpressionWrapper, F, FloatField, Q, Value
 from django.utils import timezone
 
+from config import fastsql
 from tasks.models import Assignment, Campaign, Source, Task, Volunteer
 from tasks.questions import UNSURE, AnswerError, primary_label, validate_answer
 from verification import aggregation, ledger
@@ -56,11 +57,15 @@ def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> LedgerEntry:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger_append must run inside the transaction of the change it records")
     record = {**record, "at": record.get("at") or timezone.now().isoformat()}
-    locked = LedgerHead.objects.select_for_update().filter(campaign=campaign)
-    head = locked.values_list("pk", "seq", "head_hash").first()
+    # Plain SQL (config/fastsql.py): this runs with every answer.
+    heads = fastsql.table(LedgerHead)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    select = f"SELECT h.id, h.seq, h.head_hash FROM {heads} h WHERE h.campaign_id = %s{lock}"
+    head = fastsql.fetch_one(select, [campaign.pk])
     if head is None:
         LedgerHead.objects.get_or_create(campaign=campaign)
-        head = locked.values_list("pk", "seq", "head_hash").get()
+        head = fastsql.fetch_one(select, [campaign.pk])
+        assert head is not None
     head_pk, head_seq, head_hash = head
     seq = head_seq + 1
     entry = LedgerEntry(
@@ -69,9 +74,26 @@ def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> LedgerEntry:
         prev_hash=head_hash,
         entry_hash=ledger.entry_hash(head_hash, record),
         record=record,
+        created_at=timezone.now(),
     )
-    entry.save()
-    LedgerHead.objects.filter(pk=head_pk).update(seq=seq, head_hash=entry.entry_hash)
+    returned = fastsql.insert(
+        LedgerEntry,
+        {
+            "campaign": campaign.pk,
+            "seq": seq,
+            "prev_hash": head_hash,
+            "entry_hash": entry.entry_hash,
+            "record": record,
+            "created_at": entry.created_at,
+        },
+        returning=("id",),
+    )
+    assert returned is not None
+    entry.pk = returned[0]
+    entry._state.adding = False
+    fastsql.execute(
+        f"UPDATE {heads} SET seq = %s, head_hash = %s WHERE id = %s", [seq, entry.entry_hash, head_pk]
+    )
     return entry
 
 
@@ -127,7 +149,7 @@ def _answer_write(
     *, task: Task, volunteer: Volunteer, answer: Any, client_id: uuid.UUID, duration_ms: int | None
 ) -> tuple[Answer, bool]:
     # One query takes the task's row lock and reads the task and its campaign fresh.
-    task = Task.objects.select_for_update(of=("self",)).select_related("campaign").get(pk=task.pk)
+    task = _task_locked_with_campaign(task.pk)
     campaign = task.campaign
     if campaign.status != Campaign.Status.LIVE:
         raise TaskNotAnswerable(f"campaign {campaign.slug} is {campaign.status} and does not accept answers")
@@ -137,6 +159,7 @@ def _answer_write(
     if not task.is_gold and task.answer_count >= campaign.max_answers:
         raise TaskNotAnswerable("this task already has all the answers it needs")
     label = primary_label(campaign.question_set, normalised) or ""
+    now = timezone.now()
     created = Answer(
         task=task,
         volunteer=volunteer,
@@ -145,24 +168,40 @@ def _answer_write(
         label=label,
         client_id=client_id,
         duration_ms=duration_ms,
+        created_at=now,
     )
-    created.save(force_insert=True)
-    now = timezone.now()
+    # Plain SQL for the answer and the assignment (config/fastsql.py): the unique constraints still refuse
+    # a repeated client_id or a second answer to the task with an IntegrityError, as through the ORM.
+    returned = fastsql.insert(
+        Answer,
+        {
+            "task": task.pk,
+            "volunteer": volunteer.pk,
+            "campaign": campaign.pk,
+            "answer": normalised,
+            "label": label,
+            "client_id": client_id,
+            "duration_ms": duration_ms,
+            "created_at": now,
+        },
+        returning=("id",),
+    )
+    assert returned is not None
+    created.pk = returned[0]
+    created._state.adding = False
     # One upsert: the lease (if any) becomes the answered assignment; leased_at is kept.
-    Assignment.objects.bulk_create(
-        [
-            Assignment(
-                task=task,
-                volunteer=volunteer,
-                campaign=campaign,
-                state=Assignment.State.ANSWERED,
-                leased_at=now,
-                expires_at=now,
-            )
-        ],
-        update_conflicts=True,
-        unique_fields=["task", "volunteer"],
-        update_fields=["state", "expires_at"],
+    fastsql.insert(
+        Assignment,
+        {
+            "task": task.pk,
+            "volunteer": volunteer.pk,
+            "campaign": campaign.pk,
+            "state": Assignment.State.ANSWERED.value,
+            "leased_at": now,
+            "expires_at": now,
+        },
+        conflict=("task", "volunteer"),
+        update=("state", "expires_at"),
     )
     task.answer_count += 1
     task_fields: dict[str, Any] = {"answer_count": task.answer_count}
@@ -196,6 +235,21 @@ def _answer_write(
     return created, True
 
 
+def _task_locked_with_campaign(task_id: int) -> Task:
+    """The task (row locked on PostgreSQL) with its campaign, read fresh in one plain-SQL statement."""
+    lock = " FOR UPDATE OF t" if connection.features.has_select_for_update else ""
+    row = fastsql.fetch_one(
+        f"SELECT {fastsql.columns(Task, 't')}, {fastsql.columns(Campaign, 'c')} FROM {fastsql.table(Task)} t"
+        f" JOIN {fastsql.table(Campaign)} c ON c.id = t.campaign_id WHERE t.id = %s{lock}",
+        [task_id],
+    )
+    if row is None:
+        raise Task.DoesNotExist(f"task {task_id} does not exist")
+    task, at = fastsql.load(Task, row)
+    task.campaign, _ = fastsql.load(Campaign, row, at)
+    return task
+
+
 def _tile_size(task: Task) -> tuple[int, int] | None:
     if task.window and "width" in task.window:
         return int(task.window["width"]), int(task.window["height"])
@@ -210,8 +264,14 @@ def _reliability_after_answer(
     One UPDATE in the usual case (the row exists): the counts are incremented in SQL, so no read is needed.
     Returns the new reliability after a gold answer, None otherwise (it did not change).
     """
-    changes: dict[str, Any] = {"n_answers": F("n_answers") + 1, "updated_at": timezone.now()}
     scored = bool(task.is_gold and task.gold_answer and label != UNSURE)
+    if not scored and fastsql.execute(
+        f"UPDATE {fastsql.table(VolunteerReliability)} SET n_answers = n_answers + 1, updated_at = %s"
+        " WHERE campaign_id = %s AND volunteer_id = %s",
+        [fastsql.prep(VolunteerReliability, "updated_at", timezone.now()), campaign.pk, volunteer.pk],
+    ):
+        return None  # the usual case, in plain SQL: it runs with every answer
+    changes: dict[str, Any] = {"n_answers": F("n_answers") + 1, "updated_at": timezone.now()}
     if scored:
         correct = int(primary_label(campaign.question_set, task.gold_answer or {}) == label)
         changes["n_gold"] = F("n_gold") + 1
@@ -253,18 +313,18 @@ def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
     site-wide or in this campaign, left out), the consensus upsert, the task update.
     """
     campaign = task.campaign
-    reliability = VolunteerReliability.objects.filter(campaign=campaign, volunteer=OuterRef("volunteer_id"))
-    rows = [
-        (label, weight)
-        for label, weight, blocked in Answer.objects.filter(task=task, volunteer__is_blocked=False)
-        .order_by("id")
-        .annotate(
-            weight=Subquery(reliability.values("reliability")[:1]),
-            blocked_here=Subquery(reliability.values("blocked")[:1]),
+    # Plain SQL (config/fastsql.py): this runs with every answer. At most one reliability row per
+    # volunteer and campaign (a unique constraint), so the LEFT JOIN cannot repeat an answer.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT a.label, r.reliability, r.blocked FROM {fastsql.table(Answer)} a"
+            f" JOIN {fastsql.table(Volunteer)} v ON v.id = a.volunteer_id"
+            f" LEFT JOIN {fastsql.table(VolunteerReliability)} r"
+            "   ON r.campaign_id = %s AND r.volunteer_id = a.volunteer_id"
+            " WHERE a.task_id = %s AND v.is_blocked = %s ORDER BY a.id",
+            [campaign.pk, task.pk, False],
         )
-        .values_list("label", "weight", "blocked_here")
-        if not blocked
-    ]
+        rows = [(label, weight) for label, weight, blocked in cursor.fetchall() if not blocked]
     labels = [label for label, _ in rows]
     state = campaign.aggregation_state or {}
     classes = _choices(campaign)
@@ -310,15 +370,26 @@ def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
             "priority": len(rows) + (1.0 - float(result.confidence)),
         }
         task.status = new_status
-    # One upsert instead of get_or_create + save; updated_at is set by auto_now on both paths.
-    Consensus.objects.bulk_create(
-        [consensus],
-        update_conflicts=True,
-        unique_fields=["task"],
-        update_fields=[*update_fields, "updated_at"],
+    # One upsert instead of get_or_create + save (plain SQL: it runs with every answer).
+    consensus.updated_at = timezone.now()
+    fastsql.insert(
+        Consensus,
+        {
+            f.attname: getattr(consensus, f.attname)
+            for f in Consensus._meta.concrete_fields
+            if not f.primary_key
+        },
+        conflict=("task",),
+        update=(*update_fields, "updated_at"),
     )
     if task_fields:
-        Task.objects.filter(pk=task.pk).update(**task_fields)
+        names = list(task_fields)
+        fastsql.execute(
+            f"UPDATE {fastsql.table(Task)} SET "
+            + ", ".join(f"{fastsql.column(Task, n)} = %s" for n in names)
+            + " WHERE id = %s",
+            [*(fastsql.prep(Task, n, task_fields[n]) for n in names), task.pk],
+        )
     return consensus
 
 

@@ -1,0 +1,154 @@
+"""Plain SQL for the statements on the volunteer hot path (next task, answer), with the ORM's conversions.
+
+The ORM compiles every query anew. On the two requests volunteers make most, profiling showed compiling
+(filters, select_related, upserts) costing several times the CPU that PostgreSQL took to run the statements,
+and that CPU is what limits answers per second on a small machine. These helpers build each statement's
+SQL once per model and field list and convert values with the fields' own methods, so values go in and
+come out exactly as through the ORM, on PostgreSQL and on SQLite. Everything else keeps using the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any, TypeVar
+
+from django.db import connection, models
+
+M = TypeVar("M", bound=models.Model)
+
+
+def qn(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def table(model: type[models.Model]) -> str:
+    return qn(model._meta.db_table)
+
+
+def col(field: models.Field) -> str:  # type: ignore[type-arg]
+    return qn(str(field.column))
+
+
+def column(model: type[models.Model], name: str) -> str:
+    """The quoted column of a model field (by name or attname)."""
+    return col(model._meta.get_field(name))  # type: ignore[arg-type]
+
+
+@cache
+def _fields(model: type[models.Model], names: tuple[str, ...] | None) -> tuple[models.Field, ...]:  # type: ignore[type-arg]
+    if names is None:
+        return tuple(model._meta.concrete_fields)
+    return tuple(model._meta.get_field(n) for n in names)  # type: ignore[misc]
+
+
+@cache
+def _loaded_fields(model: type[models.Model], names: tuple[str, ...] | None) -> tuple[models.Field, ...]:  # type: ignore[type-arg]
+    """The fields `columns` selects and `load` reads: in the model's order, which Model.from_db expects."""
+    wanted = _fields(model, names)
+    return tuple(f for f in model._meta.concrete_fields if f in wanted)
+
+
+def columns(model: type[models.Model], alias: str, names: Sequence[str] | None = None) -> str:
+    """`alias.col, ...` for the model's concrete fields (or the named ones), in the order `load` expects."""
+    return ", ".join(f"{alias}.{col(f)}" for f in _loaded_fields(model, tuple(names) if names else None))
+
+
+@cache
+def _converters(
+    vendor: str, model: type[models.Model], names: tuple[str, ...] | None
+) -> tuple[tuple[str, ...], tuple[tuple[Any, ...], ...], tuple[models.Field, ...]]:  # type: ignore[type-arg]
+    fields = _loaded_fields(model, names)
+    converters = tuple(
+        tuple(connection.ops.get_db_converters(f.cached_col)) + tuple(f.get_db_converters(connection))
+        for f in fields
+    )
+    return tuple(f.attname for f in fields), converters, fields
+
+
+def convert(model: type[models.Model], name: str, value: Any) -> Any:
+    """One column's database value as the ORM would return it."""
+    _, converters, fields = _converters(connection.vendor, model, (name,))
+    for converter in converters[0]:
+        value = converter(value, fields[0].cached_col, connection)
+    return value
+
+
+def load(
+    model: type[M], row: Sequence[Any], start: int = 0, names: Sequence[str] | None = None
+) -> tuple[M, int]:
+    """A model instance from `row[start:]` (columns as `columns` listed them); returns it and the next index."""
+    attnames, converters, fields = _converters(connection.vendor, model, tuple(names) if names else None)
+    values = []
+    for offset, (field, field_converters) in enumerate(zip(fields, converters, strict=True)):
+        value = row[start + offset]
+        for converter in field_converters:
+            value = converter(value, field.cached_col, connection)
+        values.append(value)
+    return model.from_db(connection.alias, list(attnames), values), start + len(fields)
+
+
+def prep(model: type[models.Model], name: str, value: Any) -> Any:
+    """A value as the database expects it for this field (JSON, UUID, aware datetimes...)."""
+    field = model._meta.get_field(name)
+    return field.get_db_prep_save(value, connection)  # type: ignore[union-attr]
+
+
+def fetch_one(sql: str, params: Iterable[Any]) -> tuple[Any, ...] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        row = cursor.fetchone()
+    return tuple(row) if row is not None else None
+
+
+def execute(sql: str, params: Iterable[Any]) -> int:
+    """Run a statement; returns the number of rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        return int(cursor.rowcount)
+
+
+@cache
+def _insert_sql(
+    vendor: str,
+    model: type[models.Model],
+    names: tuple[str, ...],
+    conflict: tuple[str, ...],
+    update: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> str:
+    fields = _fields(model, names)
+    sql = (
+        f"INSERT INTO {table(model)} ({', '.join(col(f) for f in fields)})"
+        f" VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    if conflict:
+        targets = ", ".join(col(f) for f in _fields(model, conflict))
+        sets = ", ".join(f"{col(f)} = EXCLUDED.{col(f)}" for f in _fields(model, update))
+        sql += f" ON CONFLICT ({targets}) DO UPDATE SET {sets}"
+    if returning:
+        sql += " RETURNING " + ", ".join(col(f) for f in _fields(model, returning))
+    return sql
+
+
+def insert(
+    model: type[models.Model],
+    values: dict[str, Any],
+    *,
+    conflict: Sequence[str] = (),
+    update: Sequence[str] = (),
+    returning: Sequence[str] = (),
+) -> tuple[Any, ...] | None:
+    """INSERT one row (an upsert with `conflict` and `update`); returns the `returning` columns, converted.
+
+    Both PostgreSQL and SQLite (3.35 and later) accept this ON CONFLICT ... DO UPDATE and RETURNING.
+    """
+    names = tuple(values)
+    sql = _insert_sql(connection.vendor, model, names, tuple(conflict), tuple(update), tuple(returning))
+    params = [prep(model, name, value) for name, value in values.items()]
+    if not returning:
+        execute(sql, params)
+        return None
+    row = fetch_one(sql, params)
+    assert row is not None
+    return tuple(convert(model, name, value) for name, value in zip(returning, row, strict=True))

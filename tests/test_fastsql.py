@@ -1,0 +1,125 @@
+"""config/fastsql.py: plain SQL on the hot path must store and load values exactly as the ORM does."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from config import fastsql
+from tasks.models import Assignment, Campaign, Task
+from tests.factories import CampaignFactory, TaskFactory, VolunteerFactory
+from verification.models import Answer
+
+pytestmark = pytest.mark.django_db
+
+
+def test_insert_and_load_round_trip_json_uuid_and_datetimes() -> None:
+    task = TaskFactory()
+    volunteer = VolunteerFactory()
+    at = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
+    client_id = uuid.uuid4()
+    answer = {"damage": "destroyed", "notes": 'é, "quoted"', "points": [[1.5, 2.25]]}
+    (answer_id,) = fastsql.insert(
+        Answer,
+        {
+            "task": task.pk,
+            "volunteer": volunteer.pk,
+            "campaign": task.campaign_id,
+            "answer": answer,
+            "label": "destroyed",
+            "client_id": client_id,
+            "duration_ms": 1234,
+            "created_at": at,
+        },
+        returning=("id",),
+    ) or (None,)
+    stored = Answer.objects.get(pk=answer_id)
+    assert (stored.answer, stored.client_id, stored.created_at, stored.duration_ms) == (
+        answer,
+        client_id,
+        at,
+        1234,
+    )
+    row = fastsql.fetch_one(
+        f"SELECT {fastsql.columns(Answer, 'a')} FROM {fastsql.table(Answer)} a WHERE a.id = %s", [answer_id]
+    )
+    assert row is not None
+    loaded, end = fastsql.load(Answer, row)
+    assert end == len(row)
+    assert (loaded.pk, loaded.answer, loaded.client_id, loaded.created_at, loaded.task_id) == (
+        answer_id,
+        answer,
+        client_id,
+        at,
+        task.pk,
+    )
+    assert not loaded._state.adding
+
+
+def test_upsert_updates_only_the_named_fields() -> None:
+    task = TaskFactory()
+    volunteer = VolunteerFactory()
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    values = {
+        "task": task.pk,
+        "volunteer": volunteer.pk,
+        "campaign": task.campaign_id,
+        "state": Assignment.State.LEASED.value,
+        "leased_at": first,
+        "expires_at": first + timedelta(minutes=10),
+    }
+    fastsql.insert(Assignment, values)
+    later = first + timedelta(hours=1)
+    fastsql.insert(
+        Assignment,
+        {**values, "state": Assignment.State.ANSWERED.value, "leased_at": later, "expires_at": later},
+        conflict=("task", "volunteer"),
+        update=("state", "expires_at"),
+    )
+    assignment = Assignment.objects.get(task=task, volunteer=volunteer)
+    assert (assignment.state, assignment.leased_at, assignment.expires_at) == ("answered", first, later)
+
+
+def test_unique_constraints_still_refuse_duplicates() -> None:
+    task = TaskFactory()
+    volunteer = VolunteerFactory()
+    values = {
+        "task": task.pk,
+        "volunteer": volunteer.pk,
+        "campaign": task.campaign_id,
+        "answer": {"damage": "intact"},
+        "label": "intact",
+        "client_id": uuid.uuid4(),
+        "duration_ms": None,
+        "created_at": datetime.now(UTC),
+    }
+    fastsql.insert(Answer, values)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        fastsql.insert(Answer, {**values, "client_id": uuid.uuid4()})
+    assert Answer.objects.filter(task=task).count() == 1
+
+
+def test_selectors_read_campaign_and_task_with_sources() -> None:
+    from tasks import selectors
+
+    campaign = CampaignFactory(status=Campaign.Status.LIVE)
+    assert selectors.campaign_by_slug(campaign.slug) == campaign
+    assert selectors.campaign_by_slug(campaign.slug).question_set == campaign.question_set  # type: ignore[union-attr]
+    assert selectors.campaign_by_slug("no-such-campaign") is None
+    task = TaskFactory(campaign=campaign, window={"col_off": 0, "row_off": 0, "width": 256, "height": 256})
+    volunteer = VolunteerFactory()
+    loaded, open_leases = selectors.task_for_lease(
+        task_id=task.pk, volunteer=volunteer, now=datetime.now(UTC)
+    )
+    assert (loaded.pk, loaded.window, loaded.source.sha256, loaded.after_source, open_leases) == (
+        task.pk,
+        task.window,
+        task.source.sha256,
+        None,
+        0,
+    )
+    with pytest.raises(Task.DoesNotExist):
+        selectors.task_for_lease(task_id=task.pk + 1000, volunteer=volunteer, now=datetime.now(UTC))
