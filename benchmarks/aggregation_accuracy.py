@@ -6,6 +6,7 @@ Run: .venv/bin/python benchmarks/aggregation_accuracy.py   (crowd-kit comes with
 from __future__ import annotations
 
 import csv
+import math
 import sys
 import time
 import warnings
@@ -20,6 +21,9 @@ from verification.aggregation import METHODS, aggregate, expected_calibration_er
 CROWD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "crowd"
 CROWDKIT = ("MajorityVote", "Wawa", "OneCoinDawidSkene", "DawidSkene", "MACE")
 GOLD_SHARE = 0.1  # share of the truth given as gold in the "auto+gold" row; scored on the other tasks
+# Seconds are the best of this many runs, for our methods and crowd-kit's alike: the machine is shared,
+# and the best run is the one least disturbed by other work.
+REPEATS = 3
 
 
 def load(folder: Path) -> dict:
@@ -74,14 +78,15 @@ def run_crowdkit(data: dict) -> dict[str, tuple[float, float | None, float]]:
     c_id = {c: i for i, c in enumerate(data["classes"])}
     out = {}
     for name in CROWDKIT:
-        model = getattr(ck, name)()
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if name == "MACE":
-                model = ck.MACE(random_state=0)
-            result = model.fit_predict(frame)
-        seconds = time.perf_counter() - started
+        # MACE takes seconds per set and is not in a speed target: timed once.
+        seconds = math.inf
+        for _ in range(1 if name == "MACE" else REPEATS):
+            model = ck.MACE(random_state=0) if name == "MACE" else getattr(ck, name)()
+            started = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = model.fit_predict(frame)
+            seconds = min(seconds, time.perf_counter() - started)
         labels = np.full(data["n_tasks"], -1)
         for task, label in result.items():
             labels[t_id[task]] = c_id[str(label)]
@@ -120,17 +125,19 @@ def main() -> None:
         data = load(folder)
         row: dict[str, tuple[float, float | None, float]] = {}
         for method in METHODS:
-            started = time.perf_counter()
-            res = aggregate(
-                data["task"],
-                data["worker"],
-                data["label"],
-                n_tasks=data["n_tasks"],
-                n_workers=data["n_workers"],
-                n_classes=data["n_classes"],
-                method=method,
-            )
-            seconds = time.perf_counter() - started
+            seconds = math.inf
+            for _ in range(REPEATS):
+                started = time.perf_counter()
+                res = aggregate(
+                    data["task"],
+                    data["worker"],
+                    data["label"],
+                    n_tasks=data["n_tasks"],
+                    n_workers=data["n_workers"],
+                    n_classes=data["n_classes"],
+                    method=method,
+                )
+                seconds = min(seconds, time.perf_counter() - started)
             accuracy, ece = score(res.labels, res.confidence, data["gold"], tied=res.tied)
             row[method] = (accuracy, ece, seconds)
         # auto with 10% of the truth as gold (calibrates on gold), scored on the remaining 90%.
@@ -163,7 +170,7 @@ def main() -> None:
     print("\nExpected calibration error (10 bins; '-' = method gives no probability)")
     for name in names:
         print(f"{name:<24}" + "".join(f"{fmt(table[s][name][1]):>13}" for s in sets))
-    print("\nSeconds")
+    print(f"\nSeconds (best of {REPEATS} runs; MACE one run)")
     for name in names:
         print(f"{name:<24}" + "".join(f"{table[s][name][2]:>13.3f}" for s in sets))
     print(f"\n* auto+gold10%: {GOLD_SHARE:.0%} of the truth passed as gold, scored on the other tasks only.")
@@ -197,7 +204,8 @@ def main() -> None:
         auto_time = sum(table[s]["auto"][2] for s in sets)
         print(
             f"  target '>= 10x faster than crowd-kit DawidSkene': {ds_time:.2f}s vs auto {auto_time:.2f}s "
-            f"= {ds_time / auto_time:.1f}x -> {'MET' if ds_time / auto_time >= 10 else 'MISSED'}"
+            f"(best of {REPEATS} each, same run) = {ds_time / auto_time:.1f}x -> "
+            f"{'MET' if ds_time / auto_time >= 10 else 'MISSED'}"
         )
     eces = {s: table[s]["auto"][1] for s in sets}
     worst = max(eces, key=lambda s: eces[s])
