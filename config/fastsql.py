@@ -51,7 +51,12 @@ def _loaded_fields(model: type[models.Model], names: tuple[str, ...] | None) -> 
 
 def columns(model: type[models.Model], alias: str, names: Sequence[str] | None = None) -> str:
     """`alias.col, ...` for the model's concrete fields (or the named ones), in the order `load` expects."""
-    return ", ".join(f"{alias}.{col(f)}" for f in _loaded_fields(model, tuple(names) if names else None))
+    return _columns(connection.vendor, model, alias, tuple(names) if names else None)
+
+
+@cache
+def _columns(vendor: str, model: type[models.Model], alias: str, names: tuple[str, ...] | None) -> str:
+    return ", ".join(f"{alias}.{col(f)}" for f in _loaded_fields(model, names))
 
 
 @cache

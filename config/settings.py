@@ -111,6 +111,10 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Short OLTP queries: JIT compilation costs more (tens of ms) than it saves on the serving queries.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+    # Server-side binding lets psycopg prepare the statements a connection runs again and again (the
+    # volunteer hot path's), so PostgreSQL parses and plans each of them once per connection, not per call.
+    if env_bool("DB_SERVER_SIDE_BINDING", True):
+        DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=5)
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
