@@ -157,3 +157,13 @@ def insert(
     row = fetch_one(sql, params)
     assert row is not None
     return tuple(convert(model, name, value) for name, value in zip(returning, row, strict=True))
+
+
+def update(model: type[models.Model], pk: Any, values: dict[str, Any]) -> int:
+    """UPDATE one row by primary key with these field values; returns the number of rows changed (0 or 1)."""
+    names = list(values)
+    return execute(
+        f"UPDATE {table(model)} SET {', '.join(f'{column(model, n)} = %s' for n in names)}"
+        f" WHERE {col(model._meta.pk)} = %s",  # type: ignore[arg-type]
+        [*(prep(model, n, values[n]) for n in names), pk],
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import ExpressionWrapper, F, FloatField, Q, Value
+from django.db.models import Q
 from django.utils import timezone
 
 from config import fastsql
@@ -211,7 +211,7 @@ def _answer_write(
         task_fields["flags"] = task.flags
     reliability = _reliability_after_answer(campaign=campaign, volunteer=volunteer, task=task, label=label)
     if task.is_gold:
-        Task.objects.filter(pk=task.pk).update(**task_fields)
+        fastsql.update(Task, task.pk, task_fields)
     else:
         # The consensus service writes the answer count with the new status and priority: one UPDATE.
         _consensus_update(task=task, task_fields=task_fields)
@@ -261,33 +261,34 @@ def _reliability_after_answer(
 ) -> float | None:
     """Count the answer in the volunteer's statistics; a gold answer also moves their reliability.
 
-    One UPDATE in the usual case (the row exists): the counts are incremented in SQL, so no read is needed.
-    Returns the new reliability after a gold answer, None otherwise (it did not change).
+    One UPDATE (plain SQL: it runs with every answer) when the row exists: the counts are incremented in
+    SQL, so no read is needed; the right-hand sides read the row as it was. Returns the new reliability
+    after a gold answer, None otherwise (it did not change).
     """
     scored = bool(task.is_gold and task.gold_answer and label != UNSURE)
-    if not scored and fastsql.execute(
-        f"UPDATE {fastsql.table(VolunteerReliability)} SET n_answers = n_answers + 1, updated_at = %s"
-        " WHERE campaign_id = %s AND volunteer_id = %s",
-        [fastsql.prep(VolunteerReliability, "updated_at", timezone.now()), campaign.pk, volunteer.pk],
-    ):
-        return None  # the usual case, in plain SQL: it runs with every answer
-    changes: dict[str, Any] = {"n_answers": F("n_answers") + 1, "updated_at": timezone.now()}
+    sets, params = (
+        "n_answers = n_answers + 1, updated_at = %s",
+        [fastsql.prep(VolunteerReliability, "updated_at", timezone.now())],
+    )
     if scored:
         correct = int(primary_label(campaign.question_set, task.gold_answer or {}) == label)
-        changes["n_gold"] = F("n_gold") + 1
-        changes["n_gold_correct"] = F("n_gold_correct") + correct
         # Beta(7, 3) prior: a newcomer starts at 0.7 and gold answers move them from there.
-        changes["reliability"] = ExpressionWrapper(
-            (F("n_gold_correct") + Value(correct + 7.0)) / (F("n_gold") + Value(11.0)),
-            output_field=FloatField(),
+        sets += (
+            ", n_gold = n_gold + 1, n_gold_correct = n_gold_correct + %s,"
+            " reliability = (n_gold_correct + %s) / (n_gold + 11.0)"
         )
-    rows = VolunteerReliability.objects.filter(campaign=campaign, volunteer=volunteer)
-    if not rows.update(**changes):
+        params += [correct, correct + 7.0]
+    sql = (
+        f"UPDATE {fastsql.table(VolunteerReliability)} SET {sets}"
+        " WHERE campaign_id = %s AND volunteer_id = %s RETURNING reliability"
+    )
+    params += [campaign.pk, volunteer.pk]
+    row = fastsql.fetch_one(sql, params)
+    if row is None:
         VolunteerReliability.objects.get_or_create(campaign=campaign, volunteer=volunteer)
-        rows.update(**changes)
-    if not scored:
-        return None
-    return float(rows.values_list("reliability", flat=True).get())
+        row = fastsql.fetch_one(sql, params)
+        assert row is not None
+    return float(row[0]) if scored else None
 
 
 # ---------------------------------------------------------------- consensus
@@ -383,13 +384,7 @@ def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
         update=(*update_fields, "updated_at"),
     )
     if task_fields:
-        names = list(task_fields)
-        fastsql.execute(
-            f"UPDATE {fastsql.table(Task)} SET "
-            + ", ".join(f"{fastsql.column(Task, n)} = %s" for n in names)
-            + " WHERE id = %s",
-            [*(fastsql.prep(Task, n, task_fields[n]) for n in names), task.pk],
-        )
+        fastsql.update(Task, task.pk, task_fields)
     return consensus
 
 
