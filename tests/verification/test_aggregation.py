@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import time
 
@@ -23,6 +24,7 @@ from verification.aggregation import (
     flag_unreliable,
     krippendorff_alpha_nominal,
     retirement_decision,
+    retirement_threshold,
     task_consensus,
 )
 
@@ -297,11 +299,36 @@ def test_task_consensus_without_votes() -> None:
         (0.99, 3, "retire"),
         (0.80, 5, "continue"),
         (0.80, 10, "needs_review"),
-        (0.95, 10, "retire"),
+        (0.95, 10, "needs_review"),  # ten answers need 0.9955: the threshold rises with the answers
+        (0.996, 10, "retire"),
+        (0.975, 4, "retire"),
+        (0.96, 4, "continue"),
     ],
 )
 def test_retirement_decision(confidence: float, n_answers: int, expected: str) -> None:
     assert retirement_decision(confidence, n_answers) == expected
+
+
+def test_retirement_threshold_starts_at_the_threshold_and_rises() -> None:
+    needed = [retirement_threshold(n, min_answers=3, threshold=0.95) for n in range(1, 21)]
+    assert needed[:3] == [0.95, 0.95, 0.95]
+    assert all(a < b < 1.0 for a, b in itertools.pairwise(needed[2:]))
+    assert retirement_threshold(10, threshold=0.95, doubt_decay=0.0) == pytest.approx(0.95)
+    assert retirement_decision(0.95, 10, doubt_decay=0.0) == "retire"
+
+
+def test_early_fit_on_mostly_single_answers_does_not_collapse_to_one_class() -> None:
+    # The first tenth of RTE's answers in one random order: most tasks have one answer.  EM used to
+    # explain every answer by one class (prior 0.99) and chance-level volunteers, and retirement then
+    # closed tasks against their votes.
+    task, worker, label, n_tasks, n_workers, n_classes, gold = load_crowd("rte")
+    first = np.random.default_rng(2).permutation(len(task))[: len(task) // 10]
+    result = aggregate(
+        task[first], worker[first], label[first], n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes
+    )
+    answered = result.n_answers > 0
+    assert result.class_prior.max() < 0.7
+    assert (result.labels == gold)[answered].mean() > 0.65
 
 
 # ---------------------------------------------------------------------------- campaign-level figures
