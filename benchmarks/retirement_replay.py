@@ -1,14 +1,17 @@
 """Replay public crowds through consensus-driven retirement: answers saved vs accuracy lost.
 
-Each dataset's answers arrive in a random order (fixed seed).  An answer to a task that has already
+Each dataset's answers arrive in a random order, five times with five fixed seeds (one order can hide a
+refit that goes wrong: with seed 1 the plain rule lost 20 points on bluebird, with seed 2 10 on rte).  An answer to a task that has already
 been retired (or sent to review) is never collected.  After each collected answer the task's consensus
 is recomputed with the incremental path (`task_consensus`, one-coin weights) from volunteer
 reliabilities, class prior and temperature of the last periodic refit (`aggregate`, method auto, on the
 answers collected so far, every tenth of the stream), and the retirement rule decides (threshold 0.95,
-min 3 answers, a vote margin of 2, max = all the answers the dataset has for the task).  A retired
+min 3 answers, a vote margin of 2, max = all the answers the dataset has for the task; the confidence
+needed grows with the answers, as on the platform: `retirement_threshold`).  A retired
 task keeps the label it had when it retired; the other tasks get the label of a final refit on the
 collected answers.  Accuracy is compared with `auto` on every answer.  "max saved" is what retiring
-every task at its third answer would save: the ceiling of any rule with min 3 answers.
+every task at its third answer would save: the ceiling of any rule with min 3 answers.  The same run
+replays the plain rule (a fixed 0.95 at every answer count, `doubt_decay=0`) for comparison.
 
 Run: .venv/bin/python benchmarks/retirement_replay.py
 """
@@ -25,15 +28,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aggregation_accuracy import CROWD, load
 
-from verification.aggregation import aggregate, retirement_decision, task_consensus, vote_margin
+from verification.aggregation import (
+    RETIREMENT_DOUBT_DECAY,
+    aggregate,
+    retirement_decision,
+    task_consensus,
+    vote_margin,
+)
 
-THRESHOLD, MIN_ANSWERS, REFITS, SEED = 0.95, 3, 10, 0
+THRESHOLD, MIN_ANSWERS, REFITS, SEEDS = 0.95, 3, 10, (0, 1, 2, 3, 4)
 
 
-def replay(data: dict) -> dict[str, float]:
+def replay(data: dict, *, seed: int, doubt_decay: float) -> dict[str, float]:
     n_tasks, n_workers, n_classes = data["n_tasks"], data["n_workers"], data["n_classes"]
     task, worker, label, gold = data["task"], data["worker"], data["label"], data["gold"]
-    order = np.random.default_rng(SEED).permutation(len(task))
+    order = np.random.default_rng(seed).permutation(len(task))
     available = np.bincount(task, minlength=n_tasks)
     collected_labels: list[list[int]] = [[] for _ in range(n_tasks)]
     collected_workers: list[list[int]] = [[] for _ in range(n_tasks)]
@@ -80,6 +89,7 @@ def replay(data: dict) -> dict[str, float]:
             max_answers=int(available[t]),
             threshold=THRESHOLD,
             vote_margin=vote_margin(collected_labels[t]),
+            doubt_decay=doubt_decay,
         )
         if decision == "retire":
             label_at_retirement[t] = consensus.label
@@ -99,42 +109,57 @@ def replay(data: dict) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    folders = sorted(p for p in CROWD.iterdir() if (p / "answers.csv").is_file())
-    print(f"Retirement replay: threshold {THRESHOLD}, min {MIN_ANSWERS}, max = all available, seed {SEED}")
+def replay_all(datasets: dict[str, dict], doubt_decay: float) -> tuple[float, float]:
+    """Print one row per dataset (means over the seeds) and the pooled figures; return saved, mean lost."""
     header = (
         f"{'set':<13}{'answers':>9}{'used':>9}{'saved':>8}{'max saved':>11}{'acc all':>9}{'acc ret.':>10}"
-        f"{'lost pts':>10}{'s':>7}"
+        f"{'lost pts':>10}{'worst':>7}{'s':>7}"
     )
     print(header)
     totals = {"answers": 0, "used": 0, "floor": 0}
     losses = []
-    for folder in folders:
+    for name, data in datasets.items():
         started = time.perf_counter()
-        r = replay(load(folder))
-        seconds = time.perf_counter() - started
-        totals["answers"] += r["answers"]
-        totals["used"] += r["used"]
-        totals["floor"] += r["floor"]
-        lost = (r["acc_full"] - r["acc_retired"]) * 100
+        runs = [replay(data, seed=seed, doubt_decay=doubt_decay) for seed in SEEDS]
+        seconds = (time.perf_counter() - started) / len(SEEDS)
+        answers = runs[0]["answers"]
+        used = float(np.mean([r["used"] for r in runs]))
+        lost_each = [(r["acc_full"] - r["acc_retired"]) * 100 for r in runs]
+        lost = float(np.mean(lost_each))
+        totals["answers"] += answers
+        totals["used"] += used
+        totals["floor"] += runs[0]["floor"]
         losses.append(lost)
-        saved = 1 - r["used"] / r["answers"]
         print(
-            f"{folder.name:<13}{r['answers']:>9}{r['used']:>9}{saved:>8.1%}{1 - r['floor'] / r['answers']:>11.1%}"
-            f"{r['acc_full']:>9.3f}"
-            f"{r['acc_retired']:>10.3f}{lost:>10.1f}{seconds:>7.1f}"
+            f"{name:<13}{answers:>9}{used:>9.0f}{1 - used / answers:>8.1%}{1 - runs[0]['floor'] / answers:>11.1%}"
+            f"{runs[0]['acc_full']:>9.3f}{np.mean([r['acc_retired'] for r in runs]):>10.3f}{lost:>10.2f}"
+            f"{max(lost_each):>7.1f}{seconds:>7.1f}"
         )
     saved_all = 1 - totals["used"] / totals["answers"]
-    mean_lost = float(np.mean(losses))
     ceiling = 1 - totals["floor"] / totals["answers"]
     print(
-        f"{'all':<13}{totals['answers']:>9}{totals['used']:>9}{saved_all:>8.1%}{ceiling:>11.1%}{'':>19}"
-        f"{mean_lost:>10.1f}"
+        f"{'all':<13}{totals['answers']:>9}{totals['used']:>9.0f}{saved_all:>8.1%}{ceiling:>11.1%}{'':>19}"
+        f"{np.mean(losses):>10.2f}"
     )
+    return saved_all, float(np.mean(losses))
+
+
+def main() -> None:
+    folders = sorted(p for p in CROWD.iterdir() if (p / "answers.csv").is_file())
+    datasets = {folder.name: load(folder) for folder in folders}
+    print(
+        f"Retirement replay: threshold {THRESHOLD} at {MIN_ANSWERS} answers, rising with each answer "
+        f"(doubt decay {RETIREMENT_DOUBT_DECAY}), vote margin 2, max = all available; seeds {list(SEEDS)}; "
+        "used, accuracy and lost points are means over the seeds, 'worst' the worst seed's loss"
+    )
+    saved_all, mean_lost = replay_all(datasets, RETIREMENT_DOUBT_DECAY)
+    print(f"\nSame run, plain rule (confidence {THRESHOLD} at every answer count, doubt_decay=0):")
+    plain_saved, plain_lost = replay_all(datasets, 0.0)
     ok = saved_all >= 0.30 and mean_lost <= 0.5
     print(
         f"\nTarget '>= 30% fewer answers for <= 0.5 pts accuracy lost': {saved_all:.1%} fewer answers, "
-        f"{mean_lost:.2f} pts lost on average (worst {max(losses):.2f}) -> {'MET' if ok else 'MISSED'}"
+        f"{mean_lost:.2f} pts lost on average over the sets (plain rule: {plain_saved:.1%}, "
+        f"{plain_lost:.2f} pts) -> {'MET' if ok else 'MISSED'}"
     )
 
 

@@ -389,17 +389,21 @@ def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
 
 
 def _retirement_reason(decision: str, confidence: float, n_answers: int, campaign: Campaign) -> str:
+    # The confidence needed rises with the answers (aggregation.retirement_threshold): say which one applied.
+    needed = aggregation.retirement_threshold(
+        n_answers, min_answers=campaign.min_answers, threshold=campaign.retirement_confidence
+    )
     if decision == "retire":
         return (
-            f"confidence {confidence:.2f} reached the threshold {campaign.retirement_confidence:.2f} "
+            f"confidence {confidence:.3f} reached the threshold {needed:.3f} "
             f"after {n_answers} answers (minimum {campaign.min_answers})"
         )
     if decision == "needs_review":
         return (
             f"{n_answers} answers (the maximum is {campaign.max_answers}) without reaching confidence "
-            f"{campaign.retirement_confidence:.2f}: sent to expert review"
+            f"{needed:.3f}: sent to expert review"
         )
-    return f"collecting answers: {n_answers} so far, confidence {confidence:.2f}"
+    return f"collecting answers: {n_answers} so far, confidence {confidence:.3f} (needs {needed:.3f})"
 
 
 def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
