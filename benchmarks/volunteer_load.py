@@ -8,8 +8,9 @@ minimal client: the generator shares the cores with the server): POST next-task,
 and again for a fixed time. Two runs:
 
 - paced (the target check): each volunteer starts a cycle every N/R seconds (N volunteers, R the target of
-  300 cycles/s), as people who look at each image do, so the offered load is the target rate. A volunteer
-  who falls behind starts the next cycle at once, without catching up.
+  300 cycles/s) and answers 0.8 of the way through it, holding the task's lease while "looking", as people
+  do; the offered load is the target rate and about N leases are open at any time. A volunteer who falls
+  behind starts the next cycle at once, without catching up.
 - saturation: every volunteer starts the next cycle as soon as the last one returns (no pause at all), the
   most the server can take. By Little's law a closed loop of N volunteers with no pause has a mean request
   latency of N / (2 x cycles/s): 333 ms at 300 cycles/s and N = 200, so its latency says how deep the queue
@@ -46,6 +47,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 TARGET_CYCLES_PER_S = 300.0
 TARGET_P99_MS = 200.0
+LOOKING = 0.8  # paced runs: share of each cycle a volunteer spends looking at the task before answering
 
 
 def free_port() -> int:
@@ -270,7 +272,8 @@ async def volunteer(
                     await asyncio.sleep(next_start - now)
                     if perf() >= stop_at:
                         break
-                next_start = max(next_start + interval, perf())
+                cycle_start = next_start = max(next_start, perf())
+                next_start += interval
             if ceiling:
                 # The same two requests' framework cost with no work: session, CSRF, DRF, JSON, no SQL.
                 for name in ("next", "answer"):
@@ -290,6 +293,11 @@ async def volunteer(
                 counts["errors"] += 1
                 continue
             task_id = json.loads(body)["task"]["id"]
+            if interval:
+                # Looking at the task, holding its lease, for most of the cycle, as a person does.
+                look_until = cycle_start + LOOKING * interval
+                if look_until > perf():
+                    await asyncio.sleep(look_until - perf())
             client_id = str(uuid.uuid4())
             payload = (
                 f'{{"answer": {{"damage": "{rng.choice(choices)}"}}, "client_id": "{client_id}", '

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.db import connection
@@ -215,7 +216,13 @@ def campaign_percent_done(campaign: Campaign) -> int:
     """
     from django.core.cache import cache
 
+    # Kept in this process too: it is read with every task served, and a shared-cache round trip per
+    # request cost more than the figure is worth; it is at most PERCENT_SECONDS old either way.
+    now = time.monotonic()
     key = f"campaign-percent:{campaign.pk}"
+    held = _percent_held.get(cache.make_key(key))
+    if held is not None and held[0] > now:
+        return held[1]
     percent = cache.get(key)
     if percent is None:
         counts = Task.objects.filter(campaign=campaign, is_gold=False, source__ready=True).aggregate(
@@ -223,8 +230,13 @@ def campaign_percent_done(campaign: Campaign) -> int:
         )
         total = counts["total"] or 0
         percent = round(100 * (counts["done"] or 0) / total) if total else 0
-        cache.set(key, percent, timeout=30)
+        cache.set(key, percent, timeout=PERCENT_SECONDS)
+    _percent_held[cache.make_key(key)] = (now + PERCENT_SECONDS / 2, int(percent))
     return int(percent)
+
+
+PERCENT_SECONDS = 30
+_percent_held: dict[str, tuple[float, int]] = {}  # by full cache key (prefix and version included)
 
 
 def field_guide_examples(campaign: Campaign) -> dict[str, Task]:
