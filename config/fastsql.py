@@ -23,7 +23,17 @@ def qn(name: str) -> str:
 
 
 def table(model: type[models.Model]) -> str:
+    return _table(connection.vendor, model)
+
+
+@cache
+def _table(vendor: str, model: type[models.Model]) -> str:
     return qn(model._meta.db_table)
+
+
+@cache
+def _field(model: type[models.Model], name: str) -> models.Field:  # type: ignore[type-arg]
+    return model._meta.get_field(name)  # type: ignore[return-value]
 
 
 def col(field: models.Field) -> str:  # type: ignore[type-arg]
@@ -95,8 +105,7 @@ def load(
 
 def prep(model: type[models.Model], name: str, value: Any) -> Any:
     """A value as the database expects it for this field (JSON, UUID, aware datetimes...)."""
-    field = model._meta.get_field(name)
-    return field.get_db_prep_save(value, connection)  # type: ignore[union-attr]
+    return _field(model, name).get_db_prep_save(value, connection)
 
 
 def fetch_one(sql: str, params: Iterable[Any]) -> tuple[Any, ...] | None:
