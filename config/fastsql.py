@@ -168,6 +168,20 @@ def insert(
     return tuple(convert(model, name, value) for name, value in zip(returning, row, strict=True))
 
 
+def insert_instance(instance: M, *, conflict: Sequence[str] = (), update: Sequence[str] = ()) -> M:
+    """INSERT a new model instance's fields as they are (an upsert with `conflict` and `update`): no
+    save() hooks and no auto_now, so set every value first. Sets its primary key and returns it."""
+    model = type(instance)
+    values = {
+        f.attname: getattr(instance, f.attname) for f in model._meta.concrete_fields if not f.primary_key
+    }
+    returned = insert(model, values, conflict=conflict, update=update, returning=(model._meta.pk.attname,))  # type: ignore[union-attr]
+    assert returned is not None
+    instance.pk = returned[0]
+    instance._state.adding = False
+    return instance
+
+
 def update(model: type[models.Model], pk: Any, values: dict[str, Any]) -> int:
     """UPDATE one row by primary key with these field values; returns the number of rows changed (0 or 1)."""
     names = list(values)

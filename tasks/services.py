@@ -357,32 +357,18 @@ def _lease_write(*, task: Task, volunteer: Volunteer, now: Any, expires_at: Any)
     # One upsert: an earlier, expired lease of this volunteer on this task is taken up again. It cannot
     # overwrite an answer or a skip: candidates exclude those, and the task's row lock (PostgreSQL) or the
     # IMMEDIATE transaction (SQLite) keeps an answer to this task from landing in between.
-    assignment = Assignment(
-        task=task,
-        volunteer=volunteer,
-        campaign=task.campaign,
-        state=Assignment.State.LEASED,
-        leased_at=now,
-        expires_at=expires_at,
-    )
-    returned = fastsql.insert(
-        Assignment,
-        {
-            "task": task.pk,
-            "volunteer": volunteer.pk,
-            "campaign": task.campaign_id,
-            "state": assignment.state,
-            "leased_at": now,
-            "expires_at": expires_at,
-        },
+    return fastsql.insert_instance(
+        Assignment(
+            task=task,
+            volunteer=volunteer,
+            campaign=task.campaign,
+            state=Assignment.State.LEASED,
+            leased_at=now,
+            expires_at=expires_at,
+        ),
         conflict=("task", "volunteer"),
         update=("state", "leased_at", "expires_at"),
-        returning=("id",),
     )
-    assert returned is not None
-    assignment.pk = returned[0]
-    assignment._state.adding = False
-    return assignment
 
 
 @transaction.atomic

@@ -76,21 +76,7 @@ def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> LedgerEntry:
         record=record,
         created_at=timezone.now(),
     )
-    returned = fastsql.insert(
-        LedgerEntry,
-        {
-            "campaign": campaign.pk,
-            "seq": seq,
-            "prev_hash": head_hash,
-            "entry_hash": entry.entry_hash,
-            "record": record,
-            "created_at": entry.created_at,
-        },
-        returning=("id",),
-    )
-    assert returned is not None
-    entry.pk = returned[0]
-    entry._state.adding = False
+    fastsql.insert_instance(entry)
     fastsql.execute(
         f"UPDATE {heads} SET seq = %s, head_hash = %s WHERE id = %s", [seq, entry.entry_hash, head_pk]
     )
@@ -172,34 +158,17 @@ def _answer_write(
     )
     # Plain SQL for the answer and the assignment (config/fastsql.py): the unique constraints still refuse
     # a repeated client_id or a second answer to the task with an IntegrityError, as through the ORM.
-    returned = fastsql.insert(
-        Answer,
-        {
-            "task": task.pk,
-            "volunteer": volunteer.pk,
-            "campaign": campaign.pk,
-            "answer": normalised,
-            "label": label,
-            "client_id": client_id,
-            "duration_ms": duration_ms,
-            "created_at": now,
-        },
-        returning=("id",),
-    )
-    assert returned is not None
-    created.pk = returned[0]
-    created._state.adding = False
+    fastsql.insert_instance(created)
     # One upsert: the lease (if any) becomes the answered assignment; leased_at is kept.
-    fastsql.insert(
-        Assignment,
-        {
-            "task": task.pk,
-            "volunteer": volunteer.pk,
-            "campaign": campaign.pk,
-            "state": Assignment.State.ANSWERED.value,
-            "leased_at": now,
-            "expires_at": now,
-        },
+    fastsql.insert_instance(
+        Assignment(
+            task=task,
+            volunteer=volunteer,
+            campaign=campaign,
+            state=Assignment.State.ANSWERED,
+            leased_at=now,
+            expires_at=now,
+        ),
         conflict=("task", "volunteer"),
         update=("state", "expires_at"),
     )
@@ -373,13 +342,8 @@ def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
         task.status = new_status
     # One upsert instead of get_or_create + save (plain SQL: it runs with every answer).
     consensus.updated_at = timezone.now()
-    fastsql.insert(
-        Consensus,
-        {
-            f.attname: getattr(consensus, f.attname)
-            for f in Consensus._meta.concrete_fields
-            if not f.primary_key
-        },
+    fastsql.insert_instance(
+        consensus,
         conflict=("task",),
         update=(*update_fields, "updated_at"),
     )
