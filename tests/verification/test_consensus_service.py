@@ -59,6 +59,26 @@ def test_one_dissent_in_three_keeps_the_task_open() -> None:
     assert Consensus.objects.get(task=task).label == "destroyed"
 
 
+def test_a_task_that_took_long_to_agree_needs_more_confidence_to_retire() -> None:
+    # Default weights (0.7 each, temperature 1, three classes): 4 against 2 gives confidence 0.954,
+    # enough at three answers but not at six (0.9875 needed); 6 against 2 gives 0.998 and retires at
+    # eight (0.993 needed).
+    campaign = new_campaign(min_answers=3, max_answers=10, retirement_confidence=0.95)
+    task = new_task(campaign)
+    for value in ("intact", "destroyed", "intact", "destroyed", "destroyed", "destroyed"):
+        answer(task, new_volunteer(), value)
+    task.refresh_from_db()
+    consensus = Consensus.objects.get(task=task)
+    assert task.status == Task.Status.OPEN
+    assert 0.95 < consensus.confidence < 0.9875
+    assert "needs 0.988" in consensus.reason
+    for _ in range(2):
+        answer(task, new_volunteer(), "destroyed")
+    task.refresh_from_db()
+    assert task.status == Task.Status.RETIRED
+    assert "threshold 0.993 after 8 answers" in Consensus.objects.get(task=task).reason
+
+
 def test_disagreement_up_to_max_answers_goes_to_review() -> None:
     campaign = new_campaign(min_answers=3, max_answers=4)
     task = new_task(campaign)
