@@ -17,6 +17,7 @@ from verification.models import (
     Export,
     LedgerEntry,
     LedgerHead,
+    LedgerPending,
     VolunteerReliability,
 )
 
@@ -52,6 +53,13 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 @admin.register(LedgerHead)
 class LedgerHeadAdmin(ReadOnlyAdmin):
     list_display = ("campaign", "seq", "head_hash")
+
+
+@admin.register(LedgerPending)
+class LedgerPendingAdmin(ReadOnlyAdmin):
+    """Empty outside open transactions: a row here after a commit would mean the chaining trigger is missing."""
+
+    list_display = ("id", "campaign", "created_at")
 
 
 @admin.register(Consensus)

@@ -194,6 +194,23 @@ class LedgerHead(models.Model):
         return f"ledger head {self.seq} of {self.campaign_id}"
 
 
+class LedgerPending(models.Model):
+    """A ledger record waiting for its transaction to commit (PostgreSQL only).
+
+    A deferred trigger (migration 0003) chains it at COMMIT: it locks the campaign's head, inserts the
+    LedgerEntry with its hash computed from `canonical` and moves the head, then deletes this row. The head
+    lock is then held only while the database commits, never across a round trip to the application.
+    The table is empty outside open transactions.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    canonical = models.TextField(help_text="ledger.canonical(record), the exact text the entry hash covers")
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"pending ledger record {self.pk} of {self.campaign_id}"
+
+
 class LedgerEntry(AppendOnlyModel):
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="ledger_entries")
     seq = models.BigIntegerField()

@@ -28,6 +28,7 @@ from verification.models import (
     Export,
     LedgerEntry,
     LedgerHead,
+    LedgerPending,
     VolunteerReliability,
 )
 
@@ -47,17 +48,34 @@ class TaskNotAnswerable(Exception):
 # ---------------------------------------------------------------- ledger
 
 
-def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> LedgerEntry:
+def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> LedgerEntry | None:
     """Append one record to the campaign's hash chain, in the caller's transaction.
 
     The head row is locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE transactions already
-    serialise writers), so concurrent appends still form a single chain. The lock is held until the caller
-    commits, so callers append last: every append of a campaign waits for the one before to commit.
+    serialise writers), so concurrent appends still form a single chain, and the lock is held until the
+    transaction commits: every append of a campaign waits for the one before to commit.
+
+    On PostgreSQL, in a transaction of its own (the outermost atomic block), the record is written to
+    LedgerPending and a deferred trigger chains it at COMMIT (migration 0003), so the head is locked only
+    while the database commits: appended in the transaction, it was the queue every answer of a campaign
+    stood in, held across round trips to a busy application. It returns None then (the entry exists once
+    the transaction commits, and never if it rolls back); otherwise it returns the entry, chained at once
+    (nested in an outer transaction, as in tests that never commit, and on SQLite).
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger_append must run inside the transaction of the change it records")
     record = {**record, "at": record.get("at") or timezone.now().isoformat()}
     created_at = timezone.now()
+    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
+        fastsql.insert(
+            LedgerPending,
+            {
+                "campaign": campaign.pk,
+                "canonical": ledger.canonical(record).decode("utf-8"),
+                "created_at": created_at,
+            },
+        )
+        return None
     if connection.vendor == "postgresql":
         entry = _ledger_append_one_statement(campaign=campaign, record=record, created_at=created_at)
         if entry is not None:

@@ -52,3 +52,30 @@ def test_concurrent_appends_form_one_unbroken_chain(require_postgres: None) -> N
     for worker in range(THREADS):
         ns = [e["record"]["n"] for e in entries if e["record"].get("worker") == worker]
         assert ns == list(range(APPENDS_PER_THREAD))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_records_are_chained_at_commit_and_vanish_with_a_rollback(require_postgres: None) -> None:
+    """In a transaction of its own the record waits in LedgerPending and the trigger chains it at COMMIT,
+    with the hash the application computes; a rolled-back transaction leaves no entry and no gap."""
+    from verification.models import LedgerPending
+
+    campaign = task_services.campaign_create(slug="commit", title="Commit", kind=Campaign.Kind.IMAGERY)
+    record = {"type": "test", "text": 'é "quoted" \\ back\nslash', "nested": {"b": 1, "a": [1.5, None, True]}}
+    with transaction.atomic():
+        assert verification_services.ledger_append(campaign=campaign, record=record) is None
+        assert LedgerPending.objects.count() == 1  # not chained yet: the head is not locked until COMMIT
+        assert not LedgerEntry.objects.filter(campaign=campaign, record__type="test").exists()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        verification_services.ledger_append(campaign=campaign, record={"type": "rolled back"})
+        raise RuntimeError("the change this record described failed")
+    assert LedgerPending.objects.count() == 0
+    entries = list(LedgerEntry.objects.filter(campaign=campaign).order_by("seq"))
+    assert [e.record["type"] for e in entries] == ["campaign_created", "test"]
+    last = entries[-1]
+    assert last.record == {**record, "at": last.record["at"]}
+    assert last.prev_hash == entries[-2].entry_hash
+    assert last.entry_hash == ledger.entry_hash(last.prev_hash, last.record)
+    head = LedgerHead.objects.get(campaign=campaign)
+    assert (head.seq, head.head_hash) == (last.seq, last.entry_hash)
+    assert verification_services.ledger_verify(campaign=campaign) is None
