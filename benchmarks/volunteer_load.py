@@ -350,12 +350,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
-def machine_busy_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+def machine_busy_seconds() -> tuple[float, float, float]:
+    """(busy, total, kernel) CPU seconds of the whole machine since boot, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]
     ticks = os.sysconf("SC_CLK_TCK")
-    return (sum(values) - idle) / ticks, sum(values) / ticks
+    return (sum(values) - idle) / ticks, sum(values) / ticks, (values[2] + values[5] + values[6]) / ticks
+
+
+def processes_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
 
 
 def process_group(pgid: int) -> list[int]:
@@ -391,18 +403,32 @@ def measured(
     """One timed run with the CPU taken by the generator, gunicorn, PostgreSQL and the whole machine."""
     server_pids = process_group(server_pgid)
     pg_pids = [] if ceiling else postgres_backends(args.database)
-    before = (time.process_time(), cpu_seconds(server_pids), cpu_seconds(pg_pids), machine_busy_seconds())
+    pg_other = [p for p in processes_named("postgres") if p not in pg_pids]
+    redis_pids = processes_named("redis-server")
+
+    def sample() -> tuple[Any, ...]:
+        return (
+            time.process_time(),
+            cpu_seconds(server_pids),
+            cpu_seconds(pg_pids),
+            cpu_seconds(pg_other),
+            cpu_seconds(redis_pids),
+            machine_busy_seconds(),
+        )
+
+    before = sample()
     result = asyncio.run(run_load(base, slug, args.volunteers, args.seconds, ceiling, rate))
-    after = (time.process_time(), cpu_seconds(server_pids), cpu_seconds(pg_pids), machine_busy_seconds())
+    after = sample()
     wall = result["elapsed"]
-    busy = after[3][0] - before[3][0]
     result["cpu"] = {
-        "generator": (after[0] - before[0]) / wall,
-        "gunicorn": (after[1] - before[1]) / wall,
-        "postgres": (after[2] - before[2]) / wall,
-        "machine": busy / wall,
-        "cores": (after[3][1] - before[3][1]) / wall,
+        name: (after[i] - before[i]) / wall
+        for i, name in enumerate(("generator", "gunicorn", "postgres", "postgres_other", "redis"))
     }
+    result["cpu"].update(
+        machine=(after[5][0] - before[5][0]) / wall,
+        cores=(after[5][1] - before[5][1]) / wall,
+        kernel=(after[5][2] - before[5][2]) / wall,
+    )
     return result
 
 
@@ -516,8 +542,9 @@ def report(
         )
     print(
         f"[{label}] CPU in cores: load generator {cpu['generator']:.2f}, gunicorn {cpu['gunicorn']:.2f}, "
-        f"PostgreSQL backends {cpu['postgres']:.2f}, whole machine {cpu['machine']:.2f} of {cpu['cores']:.1f} "
-        "(the rest is other work on this shared machine)"
+        f"PostgreSQL backends {cpu['postgres']:.2f} (+{cpu['postgres_other']:.2f} other PostgreSQL processes), "
+        f"Redis {cpu['redis']:.2f}; whole machine {cpu['machine']:.2f} of {cpu['cores']:.1f}, of which "
+        f"{cpu['kernel']:.2f} in the kernel (the rest is other work on this shared machine)"
     )
     return rate, p99
 
