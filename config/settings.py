@@ -118,7 +118,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # the load benchmark: PostgreSQL CPU 0.65 -> 0.15 cores at the same rate).
     if env_bool("DB_SERVER_SIDE_BINDING", True):
         DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=5)
-        DATABASES["default"]["OPTIONS"]["options"] += " -c plan_cache_mode=force_custom_plan"
+        plan_cache_mode = os.environ.get("DB_PLAN_CACHE_MODE", "force_custom_plan")
+        DATABASES["default"]["OPTIONS"]["options"] += f" -c plan_cache_mode={plan_cache_mode}"
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
