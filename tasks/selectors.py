@@ -33,7 +33,7 @@ def volunteer_lease_state(
     *, campaign: Campaign, volunteer: Volunteer, now: Any
 ) -> tuple[dict[str, int], int | None]:
     """In one statement: the volunteer's answer counts (as `volunteer_answer_stats`) and the id of their
-    current lease (as `lease_current`), if any."""
+    unexpired lease on a still-open task of this campaign (a reload gets it back), if any."""
     from verification.models import Answer
 
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -93,27 +93,6 @@ def slots_left(*, task: Task, campaign: Campaign, open_leases: int) -> int:
         return 1
     needed = min(max(campaign.min_answers - task.answer_count, 1), campaign.max_answers - task.answer_count)
     return needed - open_leases
-
-
-def lease_current(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> Assignment | None:
-    """The volunteer's unexpired lease on a still-open task of this campaign, if any (a reload gets it back)."""
-    return (
-        Assignment.objects.filter(
-            campaign=campaign,
-            volunteer=volunteer,
-            state=Assignment.State.LEASED,
-            expires_at__gt=now,
-            task__status=Task.Status.OPEN,
-        )
-        .order_by("-leased_at")
-        .first()
-    )
-
-
-def volunteer_answered_count(*, campaign: Campaign, volunteer: Volunteer) -> int:
-    return Assignment.objects.filter(
-        campaign=campaign, volunteer=volunteer, state=Assignment.State.ANSWERED
-    ).count()
 
 
 def volunteer_answer_stats(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> dict[str, int]:
