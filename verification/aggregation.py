@@ -55,8 +55,13 @@ _ACCURACY_PSEUDO_ANSWERS = 4.0
 _FIT_SAMPLE = 200_000
 # EM steps of each cross-fitting refit, warm-started from the full fit.
 _CROSS_FIT_ITERATIONS = 10
-# Gold tasks needed before the temperature is fitted on gold rather than on held-out answers.
+# Gold tasks needed before the temperature is fitted on gold rather than on held-out answers, and before
+# `auto` adds a two-parameter (Platt) correction of its confidence fitted on the same gold tasks.
 _MIN_GOLD_FOR_CALIBRATION = 30
+# Gaussian penalty (precision) pulling the Platt correction logit(c') = a * logit(c) + b toward the
+# identity (a = 1, b = 0): equivalent to about one pseudo-observation, so 30 gold tasks cannot fit
+# something wild, while hundreds of gold tasks speak for themselves.
+_PLATT_PENALTY = 1.0
 
 
 @dataclass
@@ -71,6 +76,8 @@ class AggregationResult:
     at random with their own answer frequencies, so reliability <= chance means no information.
     ``temperature`` is the fitted tempering of the log-likelihood; ``incremental_temperature`` is the one
     to pass to ``task_consensus`` together with ``worker_reliability`` and ``class_prior``.
+    ``platt`` is the (a, b) of the gold-fitted correction logit(c') = a * logit(c) + b applied to the
+    tempered confidence of `auto` (identity (1, 0) without enough gold tasks).
     ``worker_confusion[w, k, l]`` is P(volunteer w answers l | true class k) (zero rows and columns for
     an ignored class); pass rows of it to ``task_consensus`` as ``confusions`` with ``temperature``.
     """
@@ -90,6 +97,7 @@ class AggregationResult:
     class_prior: np.ndarray = field(default_factory=lambda: np.zeros(0))
     temperature: float = 1.0
     incremental_temperature: float = 1.0
+    platt: tuple[float, float] = (1.0, 0.0)
     prior_strength: float | None = None
     worker_confusion: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
 
@@ -516,6 +524,56 @@ def _match_mean_confidence(task_ll: np.ndarray, log_prior: np.ndarray, target: f
     return math.exp(_golden_max(gap, math.log(_TAU_RANGE[0]), math.log(4.0)))
 
 
+def _label_logit(z: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log-odds of each row's ``labels`` class under softmax(z), computed without rounding at 0 or 1.
+
+    Returns the log-odds, the log-odds at which the label would tie with its strongest rival when the
+    other classes keep their proportions, and the log-sum-exp of the other classes (needs >= 2 classes).
+    """
+    rows = np.arange(len(z))
+    others = z.copy()
+    others[rows, labels] = -np.inf
+    lse_others = _logsumexp(others)
+    return z[rows, labels] - lse_others, others.max(axis=1) - lse_others, lse_others
+
+
+def _fit_platt(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(a, b) maximising the likelihood of ``y`` (label right or not) under sigmoid(a * x + b).
+
+    A Gaussian penalty of precision ``_PLATT_PENALTY`` pulls (a, b) toward the identity (1, 0); the
+    penalised log-likelihood is concave, so a damped Newton iteration converges in a few steps.
+    """
+    features = np.stack([x, np.ones_like(x)], axis=1)
+    identity = np.array([1.0, 0.0])
+
+    def loss(theta: np.ndarray) -> float:
+        z = features @ theta
+        penalty = 0.5 * _PLATT_PENALTY * float(((theta - identity) ** 2).sum())
+        return float((np.logaddexp(0.0, z) - y * z).sum()) + penalty
+
+    theta = identity.copy()
+    current = loss(theta)
+    for _ in range(50):
+        p = 0.5 * (1.0 + np.tanh(0.5 * (features @ theta)))  # sigmoid without overflow
+        grad = features.T @ (p - y) + _PLATT_PENALTY * (theta - identity)
+        hess = (features * (p * (1.0 - p))[:, None]).T @ features + _PLATT_PENALTY * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        scale = 1.0
+        while scale > 1e-4:
+            trial = theta - scale * step
+            trial_loss = loss(trial)
+            if trial_loss <= current:
+                break
+            scale /= 2
+        else:
+            break
+        theta, improvement, current = trial, current - trial_loss, trial_loss
+        if improvement < 1e-10:
+            break
+    # A correction that reverses the order of confidences would be no calibration; keep it increasing.
+    return max(float(theta[0]), 0.05), float(theta[1])
+
+
 # ------------------------------------------------------------------------------------------- aggregate
 
 
@@ -538,7 +596,9 @@ def aggregate(
     are clamped to their label during EM (their reported label is the expert's, with confidence 1).
     ``ignore_label`` is a class such as "unsure": its answers count in ``n_answers`` but carry no vote and
     never count against the volunteer; it is never a consensus label.
-    ``calibrate=False`` keeps the raw model posterior (temperature 1).
+    ``calibrate=False`` keeps the raw model posterior (temperature 1).  With at least
+    ``_MIN_GOLD_FOR_CALIBRATION`` gold tasks, `auto` also corrects every other task's confidence by a
+    Platt step fitted on the gold tasks (``AggregationResult.platt``); labels are unchanged.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -613,6 +673,40 @@ def aggregate(
         labels_v = np.argmax(raw_post, axis=1)
         top = raw_post.max(axis=1)
         tied = has_votes & ((raw_post >= top[:, None] - 1e-12).sum(axis=1) > 1)
+    platt = (1.0, 0.0)
+    gold_with_votes = gold_tasks[has_votes[gold_tasks]]
+    if calibrate and method == "auto" and k_vote > 1 and len(gold_with_votes) >= _MIN_GOLD_FOR_CALIBRATION:
+        # Platt correction on gold: the temperature scales the evidence, (a, b) then corrects the
+        # confidence itself (a shift the temperature cannot make), fitted on whether each gold task's
+        # label would have been right.
+        z = fit.log_prior + tau * task_ll
+        gold_of = dict(zip(gold_tasks.tolist(), gold_labels.tolist(), strict=True))
+        gold_target = np.array([gold_of[t] for t in gold_with_votes.tolist()], dtype=np.int64)
+        # Gold tasks are clamped during EM, so their in-sample evidence was scored by volunteers' confusion
+        # matrices fitted on those very labels and looks more reliable than the other tasks'; the fit
+        # uses each gold task's evidence from a refit on the other half of the tasks, gold unclamped.
+        heldout_gold_ll = _cross_fitted_answer_ll(
+            answers,
+            method=method,
+            fit=fit,
+            init_post=raw_post,
+            gold_tasks=gold_tasks,
+            gold_labels=gold_labels,
+        )
+        gold_ll = answers.task_sums(heldout_gold_ll)[gold_with_votes]
+        gold_pred = np.argmax(fit.log_prior + gold_ll, axis=1)  # the unclamped label
+        gold_x, _, _ = _label_logit(fit.log_prior + tau * gold_ll, gold_pred)
+        platt = _fit_platt(gold_x, (gold_pred == gold_target).astype(float))
+        target_rows = has_votes.copy()
+        target_rows[gold_tasks] = False
+        rows = np.flatnonzero(target_rows)
+        x, tie_x, lse_others = _label_logit(z[rows], labels_v[rows])
+        # Never push the label below its strongest rival (unless the tempered posterior already did).
+        x = np.maximum(platt[0] * x + platt[1], np.minimum(x, tie_x))
+        # Label gets sigmoid(x); the other classes share the rest in their tempered proportions.
+        adjusted = z[rows] - lse_others[:, None] - np.logaddexp(0.0, x)[:, None]
+        adjusted[np.arange(len(rows)), labels_v[rows]] = -np.logaddexp(0.0, -x)
+        post_v[rows] = np.exp(adjusted)
     confidence = np.where(has_votes, post_v[np.arange(n_tasks), labels_v], 0.0)
     agreement = np.divide(
         votes[np.arange(n_tasks), labels_v],
@@ -663,6 +757,7 @@ def aggregate(
         class_prior=class_prior,
         temperature=tau,
         incremental_temperature=incremental_tau,
+        platt=platt,
         prior_strength=fit.strength,
         worker_confusion=confusion,
     )

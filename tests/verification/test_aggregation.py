@@ -265,6 +265,113 @@ def test_million_answers_aggregate_quickly() -> None:
     assert (result.labels == truth).mean() > 0.9
 
 
+# ------------------------------------------------------------------------------ calibration on gold
+
+
+def trap_crowd(seed: int, n_tasks: int = 1000, n_workers: int = 60, per_task: int = 7, n_classes: int = 2):
+    """Good volunteers (70-90% right), except on 15% "trap" tasks where each of them is wrong 70% of the
+    time: correlated errors, invisible to a model of independent answers, so it is over-confident."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, n_classes, n_tasks)
+    trap = rng.random(n_tasks) < 0.15
+    task = np.repeat(np.arange(n_tasks), per_task)
+    worker = np.concatenate([rng.choice(n_workers, per_task, replace=False) for _ in range(n_tasks)])
+    accuracy = np.where(trap[task], 0.3, rng.uniform(0.7, 0.9, n_workers)[worker])
+    right = rng.random(len(task)) < accuracy
+    wrong = (truth[task] + rng.integers(1, n_classes, len(task))) % n_classes
+    return task, worker, np.where(right, truth[task], wrong), truth
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gold_calibrates_an_over_confident_crowd(seed: int) -> None:
+    task, worker, label, truth = trap_crowd(seed)
+    kw = {"n_tasks": 1000, "n_workers": 60, "n_classes": 2}
+    plain = aggregate(task, worker, label, **kw)
+    calibrated = aggregate(task, worker, label, gold={t: int(truth[t]) for t in range(150)}, **kw)
+    held = np.arange(150, 1000)
+    plain_right = plain.labels[held] == truth[held]
+    calibrated_right = calibrated.labels[held] == truth[held]
+    plain_gap = plain.confidence[held].mean() - plain_right.mean()
+    calibrated_gap = abs(calibrated.confidence[held].mean() - calibrated_right.mean())
+    assert plain_gap > 0.05  # over-confident without gold
+    assert calibrated_gap < plain_gap / 2
+    assert expected_calibration_error(
+        calibrated.confidence[held], calibrated_right
+    ) < expected_calibration_error(plain.confidence[held], plain_right)
+    assert calibrated.platt != (1.0, 0.0)
+    assert np.all(calibrated.confidence[:150] == 1.0)  # gold tasks keep the expert's label, certain
+
+
+def test_platt_needs_thirty_gold_tasks_and_changes_nothing_below(monkeypatch: pytest.MonkeyPatch) -> None:
+    import verification.aggregation as aggregation
+
+    task, worker, label, truth = trap_crowd(3, n_tasks=300)
+    kw = {"n_tasks": 300, "n_workers": 60, "n_classes": 2}
+    gold = {t: int(truth[t]) for t in range(aggregation._MIN_GOLD_FOR_CALIBRATION - 1)}
+    with_platt = aggregate(task, worker, label, gold=gold, **kw)
+
+    def refuse(*args: object) -> tuple[float, float]:
+        raise AssertionError("Platt correction fitted on fewer than the minimum gold tasks")
+
+    monkeypatch.setattr(aggregation, "_fit_platt", refuse)
+    without = aggregate(task, worker, label, gold=gold, **kw)
+    assert with_platt.platt == (1.0, 0.0)
+    for name in ("labels", "confidence", "posteriors", "entropy", "worker_reliability"):
+        assert np.array_equal(getattr(with_platt, name), getattr(without, name))
+    assert with_platt.incremental_temperature == without.incremental_temperature
+    # Other methods never get it, whatever the gold.
+    monkeypatch.setattr(aggregation, "_fit_platt", refuse)
+    many = {t: int(truth[t]) for t in range(100)}
+    for method in ("majority", "weighted", "dawid_skene", "one_coin"):
+        assert aggregate(task, worker, label, gold=many, method=method, **kw).platt == (1.0, 0.0)
+
+
+def test_thirty_gold_tasks_cannot_fit_something_wild() -> None:
+    import verification.aggregation as aggregation
+
+    # All right and all certain, or all wrong: the penalty keeps (a, b) near the identity.
+    x = np.linspace(-1.0, 8.0, 30)
+    for y in (np.ones(30), np.zeros(30)):
+        a, b = aggregation._fit_platt(x, y)
+        assert 0.05 <= a < 2.5 and abs(b) < 5
+    # Plenty of evidence of a plain shift is followed.
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 1.5, 5000)
+    y = (rng.random(5000) < 1 / (1 + np.exp(-(0.5 * x - 0.5)))).astype(float)
+    a, b = aggregation._fit_platt(x, y)
+    assert a == pytest.approx(0.5, abs=0.1) and b == pytest.approx(-0.5, abs=0.15)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    n_gold=st.integers(30, 70),
+    n_classes=st.sampled_from([2, 3, 4]),
+)
+def test_gold_calibration_keeps_labels_and_probabilities(seed: int, n_gold: int, n_classes: int) -> None:
+    import verification.aggregation as aggregation
+
+    task, worker, label, truth = trap_crowd(seed, n_tasks=120, n_workers=12, per_task=4, n_classes=n_classes)
+    kw = {"n_tasks": 120, "n_workers": 12, "n_classes": n_classes}
+    gold = {t: int(truth[t]) for t in range(n_gold)}
+    result = aggregate(task, worker, label, gold=gold, **kw)
+    original = aggregation._fit_platt
+    try:
+        aggregation._fit_platt = lambda x, y: (1.0, 0.0)  # type: ignore[assignment]
+        identity = aggregate(task, worker, label, gold=gold, **kw)
+    finally:
+        aggregation._fit_platt = original
+    assert np.array_equal(result.labels, identity.labels)
+    assert np.all((result.confidence >= 0) & (result.confidence <= 1))
+    assert np.allclose(result.posteriors.sum(axis=1), 1)
+    rows = np.arange(120)
+    assert np.allclose(result.posteriors[rows, result.labels], result.confidence)
+    # The correction never makes another class more likely than the label, unless tempering already had.
+    was_top = identity.posteriors[rows, identity.labels] >= identity.posteriors.max(axis=1) - 1e-12
+    is_top = result.posteriors[rows, result.labels] >= result.posteriors.max(axis=1) - 1e-9
+    assert np.all(is_top[was_top])
+
+
 # ------------------------------------------------------------------------------- incremental path
 
 
