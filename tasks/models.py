@@ -176,6 +176,12 @@ class Task(models.Model):
     gold_explanation = models.TextField(blank=True)
     priority = models.FloatField(default=0.0)
     answer_count = models.PositiveIntegerField(default=0)
+    leases_full_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A hint: every open slot is leased until at least this time, so the next-task walk passes "
+        "the task without counting its leases; cleared when an answer or a skip frees a slot",
+    )
     promoted_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="promotions"
     )

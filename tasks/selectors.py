@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
@@ -65,18 +66,27 @@ def volunteer_lease_state(
 _SOURCE_FOR_PAYLOAD = ("id", "original_name", "sha256", "kind")
 
 
-def task_for_lease(*, task_id: int, volunteer: Volunteer, now: Any) -> tuple[Task, int]:
-    """The task with its sources (the fields a volunteer is shown) and how many other volunteers hold an
-    unexpired lease on it, in one statement read after the caller locked the task's row."""
+@dataclass
+class OpenLeases:
+    """Other volunteers' unexpired leases on a task: how many, and when the first of them expires."""
+
+    count: int
+    first_expiry: Any
+
+
+def task_for_lease(*, task_id: int, volunteer: Volunteer, now: Any) -> tuple[Task, OpenLeases]:
+    """The task with its sources (the fields a volunteer is shown) and the other volunteers' unexpired
+    leases on it, in one statement read after the caller locked the task's row."""
     sources, assignments = fastsql.table(Source), fastsql.table(Assignment)
+    others = f"FROM {assignments} o WHERE o.task_id = t.id AND o.state = %s AND o.expires_at > %s AND o.volunteer_id <> %s"
+    adapted_now = connection.ops.adapt_datetimefield_value(now)
     row = fastsql.fetch_one(
         f"SELECT {fastsql.columns(Task, 't')}, {fastsql.columns(Source, 's', _SOURCE_FOR_PAYLOAD)},"
         f" {fastsql.columns(Source, 'a', _SOURCE_FOR_PAYLOAD)},"
-        f" (SELECT COUNT(*) FROM {assignments} o WHERE o.task_id = t.id AND o.state = %s"
-        "   AND o.expires_at > %s AND o.volunteer_id <> %s)"
+        f" (SELECT COUNT(*) {others}), (SELECT MIN(o.expires_at) {others})"
         f" FROM {fastsql.table(Task)} t JOIN {sources} s ON s.id = t.source_id"
         f" LEFT JOIN {sources} a ON a.id = t.after_source_id WHERE t.id = %s",
-        [Assignment.State.LEASED.value, connection.ops.adapt_datetimefield_value(now), volunteer.pk, task_id],
+        [Assignment.State.LEASED.value, adapted_now, volunteer.pk] * 2 + [task_id],
     )
     if row is None:
         raise Task.DoesNotExist(f"task {task_id} does not exist")
@@ -84,7 +94,8 @@ def task_for_lease(*, task_id: int, volunteer: Volunteer, now: Any) -> tuple[Tas
     task.source, at = fastsql.load(Source, row, at, _SOURCE_FOR_PAYLOAD)
     after, at = fastsql.load(Source, row, at, _SOURCE_FOR_PAYLOAD)
     task.after_source = after if after.pk is not None else None
-    return task, int(row[at])
+    first_expiry = fastsql.convert(Assignment, "expires_at", row[at + 1]) if row[at + 1] is not None else None
+    return task, OpenLeases(count=int(row[at]), first_expiry=first_expiry)
 
 
 def slots_left(*, task: Task, campaign: Campaign, open_leases: int) -> int:
@@ -152,6 +163,10 @@ def task_candidate_next(
     ]
     if not gold:
         greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+        # The hint first: a task whose slots are all leased is passed without counting its leases (volunteers
+        # who leave a task open hold its slot until the lease expires, and every walk would count them).
+        sql += " AND (t.leases_full_until IS NULL OR t.leases_full_until <= %s)"
+        params.append(ops.adapt_datetimefield_value(now))
         sql += (
             f" AND t.answer_count < %s AND (SELECT COUNT(*) FROM {assignment_table} o"
             " WHERE o.task_id = t.id AND o.state = %s AND o.expires_at > %s AND o.volunteer_id <> %s)"

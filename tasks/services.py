@@ -342,11 +342,17 @@ def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> LeaseR
             if task_id is None:
                 break
             # Locked above (PostgreSQL), so this read is what the slot count and the lease are based on.
-            task, open_leases = selectors.task_for_lease(task_id=task_id, volunteer=volunteer, now=now)
-            if selectors.slots_left(task=task, campaign=campaign, open_leases=open_leases) <= 0:
+            task, leases = selectors.task_for_lease(task_id=task_id, volunteer=volunteer, now=now)
+            slots = selectors.slots_left(task=task, campaign=campaign, open_leases=leases.count)
+            if slots <= 0:
                 full.append(task.pk)
                 continue
             task.campaign = campaign
+            if slots == 1 and not task.is_gold:
+                # This lease takes the last slot: until the first lease expires (or an answer or a skip frees a
+                # slot, which clears it), the next-task walk need not count this task's leases again.
+                until = min(expires_at, leases.first_expiry) if leases.first_expiry else expires_at
+                fastsql.update(Task, task.pk, {"leases_full_until": until})
             return LeaseResult(
                 _lease_write(task=task, volunteer=volunteer, now=now, expires_at=expires_at), stats
             )
@@ -414,6 +420,8 @@ def task_skip(*, task: Task, volunteer: Volunteer) -> Assignment:
     assignment.state = Assignment.State.SKIPPED
     assignment.expires_at = now
     assignment.save(update_fields=["state", "expires_at"])
+    # A lease given back frees a slot: the "all slots leased" hint no longer holds.
+    Task.objects.filter(pk=task.pk, leases_full_until__isnull=False).update(leases_full_until=None)
     return assignment
 
 

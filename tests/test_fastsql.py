@@ -111,15 +111,19 @@ def test_selectors_read_campaign_and_task_with_sources() -> None:
     assert selectors.campaign_by_slug("no-such-campaign") is None
     task = TaskFactory(campaign=campaign, window={"col_off": 0, "row_off": 0, "width": 256, "height": 256})
     volunteer = VolunteerFactory()
-    loaded, open_leases = selectors.task_for_lease(
-        task_id=task.pk, volunteer=volunteer, now=datetime.now(UTC)
-    )
-    assert (loaded.pk, loaded.window, loaded.source.sha256, loaded.after_source, open_leases) == (
+    loaded, leases = selectors.task_for_lease(task_id=task.pk, volunteer=volunteer, now=datetime.now(UTC))
+    assert (loaded.pk, loaded.window, loaded.source.sha256, loaded.after_source) == (
         task.pk,
         task.window,
         task.source.sha256,
         None,
-        0,
     )
+    assert (leases.count, leases.first_expiry) == (0, None)
+    expiry = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    Assignment.objects.create(
+        task=task, volunteer=VolunteerFactory(), campaign=campaign, leased_at=expiry, expires_at=expiry
+    )
+    _, leases = selectors.task_for_lease(task_id=task.pk, volunteer=volunteer, now=datetime.now(UTC))
+    assert (leases.count, leases.first_expiry) == (1, expiry)
     with pytest.raises(Task.DoesNotExist):
         selectors.task_for_lease(task_id=task.pk + 1000, volunteer=volunteer, now=datetime.now(UTC))

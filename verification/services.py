@@ -246,7 +246,9 @@ def _answer_write(
         update=("state", "expires_at"),
     )
     task.answer_count += 1
-    task_fields: dict[str, Any] = {"answer_count": task.answer_count}
+    # An answer frees its lease's slot (or fills a slot): the "all slots leased" hint is recomputed by the
+    # next lease that fills the task.
+    task_fields: dict[str, Any] = {"answer_count": task.answer_count, "leases_full_until": None}
     if normalised.get("graphic") == "yes" and not task.flags.get("graphic"):
         # One report is enough to protect the next volunteers: the segment is blurred until they choose.
         task.flags = {**task.flags, "graphic": True}

@@ -35,6 +35,13 @@ def lease(campaign: Campaign, volunteer: Volunteer, now: Any = None) -> Task | N
     return assignment.task if assignment else None
 
 
+def expire_every_lease() -> None:
+    """Time passes: every lease expires, and with them the "all slots leased" hints, which never outlive them."""
+    past = timezone.now() - timedelta(seconds=1)
+    Assignment.objects.update(expires_at=past)
+    Task.objects.exclude(leases_full_until=None).update(leases_full_until=past)
+
+
 def test_a_skipped_task_is_never_served_again(client: Client) -> None:
     campaign = CampaignFactory(gold_share=0)
     first, second = TaskFactory(campaign=campaign), TaskFactory(campaign=campaign)
@@ -109,7 +116,7 @@ def test_an_expired_lease_is_not_renewed_once_someone_else_holds_the_slot(client
     campaign = CampaignFactory(min_answers=1, max_answers=2, gold_share=0)
     task = TaskFactory(campaign=campaign)
     next_task(client, campaign.slug)
-    Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    expire_every_lease()
     assert lease(campaign, VolunteerFactory()) == task
     assert client.post(f"/api/v1/tasks/{task.pk}/lease").status_code == 409
     other = TaskFactory(campaign=campaign)
@@ -120,7 +127,7 @@ def test_an_answer_after_the_task_filled_up_is_refused_even_with_an_old_lease(cl
     campaign = CampaignFactory(min_answers=1, max_answers=1, gold_share=0)
     task = TaskFactory(campaign=campaign)
     next_task(client, campaign.slug)
-    Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    expire_every_lease()
     someone = VolunteerFactory()
     assert lease(campaign, someone) == task
     answer_submit(task=task, volunteer=someone, answer={"damage": "intact"}, client_id=uuid.uuid4())
@@ -334,3 +341,43 @@ def test_volunteers_racing_on_the_embedded_database(tmp_path: Any) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "race ok" in done.stdout
+
+
+def test_a_task_with_every_slot_leased_carries_a_hint_until_its_first_lease_expires() -> None:
+    """The next-task walk passes a fully leased task on the hint, without counting its leases; an answer or
+    a skip that frees a slot clears the hint, and it never outlives the leases."""
+    campaign = CampaignFactory(min_answers=2, max_answers=3, gold_share=0)
+    task = TaskFactory(campaign=campaign)
+    now = timezone.now()
+    first, second, third = VolunteerFactory(), VolunteerFactory(), VolunteerFactory()
+    assert lease(campaign, first, now) == task
+    task.refresh_from_db()
+    assert task.leases_full_until is None  # one slot of two taken
+    later = now + timedelta(seconds=30)
+    assert lease(campaign, second, later) == task
+    task.refresh_from_db()
+    # Full until the first of the two leases expires, not the second.
+    assert task.leases_full_until == now + timedelta(seconds=campaign.lease_seconds)
+    assert lease(campaign, third, later) is None
+    # The first volunteer skips: a slot is free again, and the hint is gone.
+    services.task_skip(task=task, volunteer=first)
+    task.refresh_from_db()
+    assert task.leases_full_until is None
+    assert lease(campaign, third, later) == task
+    task.refresh_from_db()
+    assert task.leases_full_until is not None
+    # An answer clears it too (the task may need another answer, or retire).
+    answer_submit(task=task, volunteer=second, answer={"damage": "intact"}, client_id=uuid.uuid4())
+    task.refresh_from_db()
+    assert task.leases_full_until is None
+
+
+def test_the_hint_never_hides_a_task_once_its_leases_expired() -> None:
+    campaign = CampaignFactory(min_answers=1, max_answers=2, gold_share=0)
+    task = TaskFactory(campaign=campaign)
+    now = timezone.now()
+    assert lease(campaign, VolunteerFactory(), now) == task
+    task.refresh_from_db()
+    assert task.leases_full_until == now + timedelta(seconds=campaign.lease_seconds)
+    assert lease(campaign, VolunteerFactory(), now + timedelta(seconds=campaign.lease_seconds - 1)) is None
+    assert lease(campaign, VolunteerFactory(), now + timedelta(seconds=campaign.lease_seconds + 1)) == task
