@@ -87,6 +87,28 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(autouse=True)
+def _ledger_chained_at_once_in_test_transactions(request: pytest.FixtureRequest) -> None:
+    """Django's TestCase rolls its transaction back instead of committing, so on PostgreSQL the deferred
+    trigger that chains ledger records at COMMIT would never fire: in those transactions it fires at the
+    end of each statement. Tests with transaction=True (and live servers) commit, and keep it deferred."""
+    from pytest_django.plugin import validate_django_db
+
+    marker = request.node.get_closest_marker("django_db")
+    names = request.fixturenames
+    transactional = bool(marker and validate_django_db(marker)[0]) or bool(
+        {"transactional_db", "live_server"} & set(names)
+    )
+    if transactional or (marker is None and "db" not in names):
+        return
+    request.getfixturevalue("db")
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ledger_chain_at_commit IMMEDIATE")
+
+
+@pytest.fixture(autouse=True)
 def _isolated_media(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every test writes media under its own temporary folder, never into var/."""
     media = tmp_path_factory.mktemp("media")

@@ -48,25 +48,22 @@ class TaskNotAnswerable(Exception):
 # ---------------------------------------------------------------- ledger
 
 
-def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> LedgerEntry | None:
+def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> None:
     """Append one record to the campaign's hash chain, in the caller's transaction.
 
-    The head row is locked (SELECT ... FOR UPDATE on PostgreSQL; SQLite's IMMEDIATE transactions already
-    serialise writers), so concurrent appends still form a single chain, and the lock is held until the
-    transaction commits: every append of a campaign waits for the one before to commit.
+    The campaign's head row is locked while an entry is chained, so concurrent appends form a single chain,
+    and the entry exists if and only if the caller's transaction commits.
 
-    On PostgreSQL, in a transaction of its own (the outermost atomic block), the record is written to
-    LedgerPending and a deferred trigger chains it at COMMIT (migration 0003), so the head is locked only
-    while the database commits: appended in the transaction, it was the queue every answer of a campaign
-    stood in, held across round trips to a busy application. It returns None then (the entry exists once
-    the transaction commits, and never if it rolls back); otherwise it returns the entry, chained at once
-    (nested in an outer transaction, as in tests that never commit, and on SQLite).
+    PostgreSQL: the record's canonical text goes to LedgerPending and a deferred trigger (migration 0003)
+    chains it at COMMIT, so the head is locked only while the database commits. Chained in the transaction,
+    the head lock was held across round trips to a busy application and became the queue every answer of a
+    campaign stood in. SQLite: chained here; the IMMEDIATE transaction already holds the write lock.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger_append must run inside the transaction of the change it records")
     record = {**record, "at": record.get("at") or timezone.now().isoformat()}
     created_at = timezone.now()
-    if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
+    if connection.vendor == "postgresql":
         fastsql.insert(
             LedgerPending,
             {
@@ -75,16 +72,7 @@ def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> LedgerEntry 
                 "created_at": created_at,
             },
         )
-        return None
-    if connection.vendor == "postgresql":
-        entry = _ledger_append_one_statement(campaign=campaign, record=record, created_at=created_at)
-        if entry is not None:
-            return entry
-        LedgerHead.objects.get_or_create(campaign=campaign)
-        entry = _ledger_append_one_statement(campaign=campaign, record=record, created_at=created_at)
-        assert entry is not None
-        return entry
-    # SQLite: the IMMEDIATE transaction already holds the database's write lock.
+        return
     heads = fastsql.table(LedgerHead)
     select = f"SELECT h.id, h.seq, h.head_hash FROM {heads} h WHERE h.campaign_id = %s"
     head = fastsql.fetch_one(select, [campaign.pk])
@@ -93,10 +81,9 @@ def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> LedgerEntry 
         head = fastsql.fetch_one(select, [campaign.pk])
         assert head is not None
     head_pk, head_seq, head_hash = head
-    seq = head_seq + 1
     entry = LedgerEntry(
         campaign=campaign,
-        seq=seq,
+        seq=head_seq + 1,
         prev_hash=head_hash,
         entry_hash=ledger.entry_hash(head_hash, record),
         record=record,
@@ -104,56 +91,8 @@ def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> LedgerEntry 
     )
     fastsql.insert_instance(entry)
     fastsql.execute(
-        f"UPDATE {heads} SET seq = %s, head_hash = %s WHERE id = %s", [seq, entry.entry_hash, head_pk]
+        f"UPDATE {heads} SET seq = %s, head_hash = %s WHERE id = %s", [entry.seq, entry.entry_hash, head_pk]
     )
-    return entry
-
-
-def _ledger_append_one_statement(
-    *, campaign: Campaign, record: dict[str, Any], created_at: Any
-) -> LedgerEntry | None:
-    """PostgreSQL: lock the head, insert the entry and move the head in one statement; None without a head.
-
-    Every answer of a campaign waits for this lock, which is held until the caller commits. Taken, used
-    and released by separate statements, it was held across three more round trips to this process, each
-    waiting for the interpreter lock among busy threads: under load the ledger became the queue every
-    answer stood in. The entry's hash is computed in SQL from the canonical text computed here, which is
-    exactly what `ledger.entry_hash` hashes: sha256(prev_hash + "\n" + canonical(record)).
-    """
-    heads, entries = fastsql.table(LedgerHead), fastsql.table(LedgerEntry)
-    text = ledger.canonical(record).decode("utf-8")
-    row = fastsql.fetch_one(
-        f"WITH head AS (SELECT id, seq, head_hash FROM {heads} WHERE campaign_id = %s FOR UPDATE),"
-        f" entry AS (INSERT INTO {entries} (campaign_id, seq, prev_hash, entry_hash, record, created_at)"
-        "   SELECT %s, head.seq + 1, head.head_hash,"
-        "     encode(sha256(convert_to(head.head_hash || E'\\n' || %s::text, 'UTF8')), 'hex'),"
-        "     %s::jsonb, %s FROM head"
-        "   RETURNING id, seq, prev_hash, entry_hash)"
-        f" UPDATE {heads} h SET seq = entry.seq, head_hash = entry.entry_hash FROM entry"
-        " WHERE h.campaign_id = %s RETURNING entry.id, entry.seq, entry.prev_hash, entry.entry_hash",
-        [
-            campaign.pk,
-            campaign.pk,
-            text,
-            text,
-            fastsql.prep(LedgerEntry, "created_at", created_at),
-            campaign.pk,
-        ],
-    )
-    if row is None:
-        return None
-    entry_id, seq, prev_hash, entry_hash = row
-    entry = LedgerEntry(
-        pk=entry_id,
-        campaign=campaign,
-        seq=seq,
-        prev_hash=prev_hash,
-        entry_hash=entry_hash,
-        record=record,
-        created_at=created_at,
-    )
-    entry._state.adding = False
-    return entry
 
 
 def volunteer_commitment(*, campaign: Campaign, volunteer: Volunteer) -> str:
