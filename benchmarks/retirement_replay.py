@@ -30,12 +30,13 @@ import io
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregation_accuracy import CROWD, load
+from aggregation_accuracy import CROWD, aggregate_data, load
 
 from verification.aggregation import (
     RETIREMENT_DOUBT_DECAY,
@@ -77,16 +78,15 @@ def replay(data: dict, *, seed: int, doubt_decay: float) -> dict[str, float]:
             doubt_decay=doubt_decay,
         )
 
+    def fit_collected() -> Any:
+        """The periodic refit: `auto` on the answers collected so far."""
+        return aggregate(
+            task[used], worker[used], label[used], n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes
+        )
+
     for position, answer in enumerate(order.tolist()):
         if position and position % refit_every == 0 and used.any():
-            fit = aggregate(
-                task[used],
-                worker[used],
-                label[used],
-                n_tasks=n_tasks,
-                n_workers=n_workers,
-                n_classes=n_classes,
-            )
+            fit = fit_collected()
             reliability = np.where(fit.worker_n_answers > 0, fit.worker_reliability, DEFAULT_RELIABILITY)
             prior = fit.class_prior.tolist()
             temperature = fit.incremental_temperature
@@ -106,9 +106,7 @@ def replay(data: dict, *, seed: int, doubt_decay: float) -> dict[str, float]:
             temperature=temperature,
         )
         closed[t] = decide(consensus.confidence, t) != "continue"
-    final = aggregate(
-        task[used], worker[used], label[used], n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes
-    )
+    final = fit_collected()
     has = gold >= 0
     return {
         "answers": len(task),
@@ -130,14 +128,7 @@ def replay_all(datasets: dict[str, dict], doubt_decay: float) -> tuple[float, fl
     for name, data in datasets.items():
         started = time.perf_counter()
         runs = [replay(data, seed=seed, doubt_decay=doubt_decay) for seed in SEEDS]
-        full = aggregate(
-            data["task"],
-            data["worker"],
-            data["label"],
-            n_tasks=data["n_tasks"],
-            n_workers=data["n_workers"],
-            n_classes=data["n_classes"],
-        )
+        full = aggregate_data(data)
         acc_full = float((full.labels == data["gold"])[data["gold"] >= 0].mean())
         seconds = (time.perf_counter() - started) / len(SEEDS)
         answers = runs[0]["answers"]
