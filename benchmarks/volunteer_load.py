@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,25 +102,18 @@ def populate(n_tasks: int) -> str:
         max_answers=5,
         gold_share=0.1,
     )
-    source = Source.objects.create(
-        campaign=campaign,
-        kind=Source.Kind.RASTER,
-        file="sources/load/before.tif",
-        original_name="before.tif",
-        sha256="0" * 64,
-        size_bytes=1,
-        ready=True,
-        role="before",
-    )
-    after = Source.objects.create(
-        campaign=campaign,
-        kind=Source.Kind.RASTER,
-        file="sources/load/after.tif",
-        original_name="after.tif",
-        sha256="1" * 64,
-        size_bytes=1,
-        ready=True,
-        role="after",
+    source, after = (
+        Source.objects.create(
+            campaign=campaign,
+            kind=Source.Kind.RASTER,
+            file=f"sources/load/{role}.tif",
+            original_name=f"{role}.tif",
+            sha256=digit * 64,
+            size_bytes=1,
+            ready=True,
+            role=role,
+        )
+        for role, digit in (("before", "0"), ("after", "1"))
     )
     side = int(n_tasks**0.5) + 1
     tasks = []
@@ -358,28 +352,25 @@ def machine_busy_seconds() -> tuple[float, float, float]:
     return (sum(values) - idle) / ticks, sum(values) / ticks, (values[2] + values[5] + values[6]) / ticks
 
 
-def processes_named(name: str) -> list[int]:
+def processes_where(test: Callable[[int], bool]) -> list[int]:
+    """Ids of the running processes for which `test(pid)` holds (processes that vanish are left out)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == name:
+                if test(int(entry.name)):
                     pids.append(int(entry.name))
             except OSError:
                 pass
     return pids
+
+
+def processes_named(name: str) -> list[int]:
+    return processes_where(lambda pid: Path(f"/proc/{pid}/comm").read_text().strip() == name)
 
 
 def process_group(pgid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
+    return processes_where(lambda pid: os.getpgid(pid) == pgid)
 
 
 def postgres_backends(database: str) -> list[int]:

@@ -33,8 +33,8 @@ def volunteer_by_public_id(public_id: Any) -> Volunteer | None:
 def volunteer_lease_state(
     *, campaign: Campaign, volunteer: Volunteer, now: Any
 ) -> tuple[dict[str, int], int | None]:
-    """In one statement: the volunteer's answer counts (as `volunteer_answer_stats`) and the id of their
-    unexpired lease on a still-open task of this campaign (a reload gets it back), if any."""
+    """In one statement: the volunteer's answers in this campaign and (in every campaign) since midnight
+    UTC, and the id of their unexpired lease on a still-open task of this campaign (a reload gets it back)."""
     from verification.models import Answer
 
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -107,15 +107,8 @@ def slots_left(*, task: Task, campaign: Campaign, open_leases: int) -> int:
 
 
 def volunteer_answer_stats(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> dict[str, int]:
-    """The volunteer's answers in this campaign and (in every campaign) since midnight UTC, in one query."""
-    from verification.models import Answer
-
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    counts = Answer.objects.filter(volunteer=volunteer).aggregate(
-        answered=Count("id", filter=Q(campaign=campaign)),
-        answered_today=Count("id", filter=Q(created_at__gte=midnight)),
-    )
-    return {"answered": counts["answered"] or 0, "answered_today": counts["answered_today"] or 0}
+    """The volunteer's answers in this campaign and (in every campaign) since midnight UTC."""
+    return volunteer_lease_state(campaign=campaign, volunteer=volunteer, now=now)[0]
 
 
 def _open_leases(*, now: Any, volunteer: Volunteer) -> QuerySet[Assignment]:
