@@ -16,6 +16,10 @@ and again for a fixed time. Two runs:
   latency of N / (2 x cycles/s): 333 ms at 300 cycles/s and N = 200, so its latency says how deep the queue
   is, not how fast a request is; the latency target is checked on the paced run.
 
+Each run is made twice: with two requests per task (next-task, then the answer: the cycle the issue
+describes) and with one (the answer asks for the next task with "next": true, as the classify page does,
+and next-task is called only when none came back).
+
 Prints cycles/s and request latency percentiles next to the target, the CPU taken by the generator,
 gunicorn and PostgreSQL, then checks the database: no duplicate volunteer/task answer, no task over its
 maximum, every 201 stored. Then it measures the ceiling: the same gunicorn serving a view that does no work
@@ -24,6 +28,7 @@ do at that moment.
 
 Run: REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python benchmarks/volunteer_load.py [--volunteers 200]
      [--seconds 30] [--rate 300] [--workers N] [--threads N] [--ceiling-seconds 10]
+     [--requests-per-task two|one|both]
 Workers and threads default to config/gunicorn.py (GUNICORN_WORKERS, GUNICORN_THREADS).
 """
 
@@ -250,6 +255,7 @@ async def volunteer(
     acked: list[tuple[int, str]],
     ceiling: bool,
     interval: float | None = None,
+    one_request: bool = False,
 ) -> dict[str, int]:
     counts = {"cycles": 0, "errors": 0, "empty": 0}
     choices = ["no_structures", "intact", "destroyed", "unsure"]
@@ -258,6 +264,8 @@ async def volunteer(
     perf = time.perf_counter
     # Paced: a random phase, so that the volunteers' cycles are spread over the interval.
     next_start = perf() + (rng.uniform(0, interval) if interval else 0.0)
+    held: int | None = None  # one request per task: the task leased with the last answer
+    ask_next = ', "next": true' if one_request else ""
     try:
         while perf() < stop_at:
             if interval:
@@ -276,17 +284,20 @@ async def volunteer(
                     latencies[name].append(perf() - started)
                 counts["cycles" if status == 200 else "errors"] += 1
                 continue
-            started = perf()
-            status, body = await client.post(f"/api/v1/campaigns/{slug}/next-task")
-            latencies["next"].append(perf() - started)
-            if status == 204:
-                counts["empty"] += 1
-                await asyncio.sleep(0.5)
-                continue
-            if status != 200:
-                counts["errors"] += 1
-                continue
-            task_id = json.loads(body)["task"]["id"]
+            if held is None:
+                started = perf()
+                status, body = await client.post(f"/api/v1/campaigns/{slug}/next-task")
+                latencies["next"].append(perf() - started)
+                if status == 204:
+                    counts["empty"] += 1
+                    await asyncio.sleep(0.5)
+                    continue
+                if status != 200:
+                    counts["errors"] += 1
+                    continue
+                task_id = json.loads(body)["task"]["id"]
+            else:
+                task_id, held = held, None
             if interval:
                 # Looking at the task, holding its lease, for most of the cycle, as a person does.
                 look_until = cycle_start + LOOKING * interval
@@ -295,7 +306,7 @@ async def volunteer(
             client_id = str(uuid.uuid4())
             payload = (
                 f'{{"answer": {{"damage": "{rng.choice(choices)}"}}, "client_id": "{client_id}", '
-                f'"duration_ms": 4000}}'
+                f'"duration_ms": 4000{ask_next}}}'
             )
             started = perf()
             status, body = await client.post(f"/api/v1/tasks/{task_id}/answers", payload.encode())
@@ -303,6 +314,9 @@ async def volunteer(
             if status == 201:
                 acked.append((task_id, client_id))
                 counts["cycles"] += 1
+                if one_request:
+                    following = json.loads(body)["next"]
+                    held = following and following["task"]["id"]
             else:
                 counts["errors"] += 1
     finally:
@@ -317,6 +331,7 @@ async def run_load(
     seconds: float,
     ceiling: bool = False,
     rate: float | None = None,
+    one_request: bool = False,
 ) -> dict[str, Any]:
     latencies: dict[str, list[float]] = {"next": [], "answer": []}
     acked: list[tuple[int, str]] = []
@@ -324,7 +339,10 @@ async def run_load(
     stop_at = started + seconds
     interval = volunteers / rate if rate else None
     results = await asyncio.gather(
-        *(volunteer(*base, slug, stop_at, latencies, acked, ceiling, interval) for _ in range(volunteers))
+        *(
+            volunteer(*base, slug, stop_at, latencies, acked, ceiling, interval, one_request)
+            for _ in range(volunteers)
+        )
     )
     elapsed = time.perf_counter() - started
     totals = {k: sum(r[k] for r in results) for k in ("cycles", "errors", "empty")}
@@ -390,6 +408,7 @@ def measured(
     server_pgid: int,
     ceiling: bool,
     rate: float | None = None,
+    one_request: bool = False,
 ) -> dict[str, Any]:
     """One timed run with the CPU taken by the generator, gunicorn, PostgreSQL and the whole machine."""
     server_pids = process_group(server_pgid)
@@ -408,7 +427,7 @@ def measured(
         )
 
     before = sample()
-    result = asyncio.run(run_load(base, slug, args.volunteers, args.seconds, ceiling, rate))
+    result = asyncio.run(run_load(base, slug, args.volunteers, args.seconds, ceiling, rate, one_request))
     after = sample()
     wall = result["elapsed"]
     result["cpu"] = {
@@ -519,7 +538,8 @@ def report(
     )
     p99_note = f"target p99 < {TARGET_P99_MS:.0f}: {'met' if p99 < TARGET_P99_MS else 'NOT met'}"
     if not offered:
-        little = 1000 * args.volunteers / (2 * rate) if rate else float("nan")
+        per_cycle = len(every) / result["cycles"] if result["cycles"] else 2
+        little = 1000 * args.volunteers / (per_cycle * rate) if rate else float("nan")
         p99_note = f"queueing: Little's law mean {little:.0f} ms at this rate"
     print(
         f"[{label}] latency ms, all requests: p50 {percentile(every, 0.5):.0f} p95 {percentile(every, 0.95):.0f} "
@@ -565,6 +585,13 @@ def main() -> None:
         "--admin-url",
         default=os.environ.get("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
     )
+    parser.add_argument(
+        "--requests-per-task",
+        choices=["two", "one", "both"],
+        default="both",
+        help='two: next-task then answer; one: the answer asks for the next task ("next": true) and '
+        "next-task is called only when none came back; both (default): each run twice",
+    )
     parser.add_argument("--database", default="corroborate_load")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
@@ -598,13 +625,22 @@ def main() -> None:
         # A short warm-up so that every worker has imported its code and opened its connection.
         asyncio.run(run_load(base, slug, min(args.volunteers, 20), 2.0))
         acked: list[tuple[int, str]] = []
-        if args.rate > 0:
-            paced = measured(base, slug, args, server.pid, ceiling=False, rate=args.rate)
-            report("paced", args, paced, shape, offered=args.rate)
+        modes = {"two": [False], "one": [True], "both": [False, True]}[args.requests_per_task]
+        for one_request in modes if args.rate > 0 else []:
+            label = "paced, 1 request per task" if one_request else "paced"
+            paced = measured(
+                base, slug, args, server.pid, ceiling=False, rate=args.rate, one_request=one_request
+            )
+            report(label, args, paced, shape, offered=args.rate)
             acked += paced["acked"]
-        result = measured(base, slug, args, server.pid, ceiling=False)
-        rate, _ = report("saturation", args, result, shape)
-        acked += result["acked"]
+        for one_request in modes:
+            label = "saturation, 1 request per task" if one_request else "saturation"
+            result = measured(base, slug, args, server.pid, ceiling=False, one_request=one_request)
+            rate, _ = report(label, args, result, shape)
+            acked += result["acked"]
+            if not one_request:
+                two_request_rate = rate
+        rate = two_request_rate if False in modes else rate
         problems = check_database(acked)
         print(
             "[database checks] "

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from tasks import selectors, services
 from tasks.media import task_media_urls
-from tasks.models import Assignment, Campaign, Task
+from tasks.models import Assignment, Campaign, Task, Volunteer
 
 
 class VolunteerThrottle(SimpleRateThrottle):
@@ -199,12 +199,21 @@ class NextTaskView(APIView):
         volunteer = services.volunteer_for_request(request._request, create=True)
         assert volunteer is not None
         get_token(request._request)  # a CSRF cookie for the answers that follow
-        if volunteer.is_blocked:
+        payload = lease_next_payload(campaign=campaign, volunteer=volunteer)
+        if payload is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        leased = services.task_lease_next_with_stats(campaign=campaign, volunteer=volunteer)
-        if leased is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(next_task_payload(leased.assignment, campaign=campaign, stats=leased.stats))
+        return Response(payload)
+
+
+def lease_next_payload(*, campaign: Campaign, volunteer: Volunteer) -> dict[str, Any] | None:
+    """Lease the volunteer's next task of a live campaign: the next-task body, or None for "nothing left"
+    (also for a blocked volunteer, who is not told). The answers endpoint uses it for ``"next": true``."""
+    if volunteer.is_blocked or campaign.status != Campaign.Status.LIVE:
+        return None
+    leased = services.task_lease_next_with_stats(campaign=campaign, volunteer=volunteer)
+    if leased is None:
+        return None
+    return next_task_payload(leased.assignment, campaign=campaign, stats=leased.stats)
 
 
 def next_task_payload(

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from django.test import Client
 
-from tasks.models import Campaign, CampaignMembership, Task
+from tasks.models import Assignment, Campaign, CampaignMembership, Task, Volunteer
 from tests.factories import CampaignFactory, TaskFactory, UserFactory, grant
 from verification.models import Answer
 
@@ -86,6 +86,51 @@ def test_answer_is_201_then_200_when_the_client_id_repeats(campaign, client):
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
     assert Answer.objects.filter(task_id=task_id).count() == 1
+
+
+def test_answer_with_next_leases_the_following_task_in_the_same_response(campaign, client):
+    """One request per task: the answer is recorded and the next task leased, as next-task would."""
+    first = next_task(client).json()["task"]["id"]
+    client_id = uuid.uuid4()
+    response = answer(client, first, client_id=client_id, next=True)
+    assert response.status_code == 201
+    following = response.json()["next"]
+    assert set(following) >= {"task", "question_set", "lease_expires_at", "progress"}
+    assert following["task"]["id"] != first
+    assert following["progress"]["answered_today"] == 1
+    assert Assignment.objects.get(task_id=following["task"]["id"]).state == Assignment.State.LEASED
+    # next-task now returns the same lease, and a repeat of the answer returns it too (a retry after a
+    # dropped connection must not leave the volunteer without the task it was given).
+    assert next_task(client).json()["task"]["id"] == following["task"]["id"]
+    again = answer(client, first, client_id=client_id, next=True)
+    assert again.status_code == 200
+    assert again.json()["next"]["task"]["id"] == following["task"]["id"]
+    # Without the flag the body is unchanged.
+    assert "next" not in answer(client, following["task"]["id"]).json()
+
+
+def test_answer_with_next_is_null_when_nothing_is_left(campaign, client):
+    task_id = next_task(client).json()["task"]["id"]
+    seen = []
+    for _ in range(3):  # the campaign's three tasks, one request each
+        seen.append(task_id)
+        response = answer(client, task_id, next=True)
+        assert response.status_code == 201
+        following = response.json()["next"]
+        task_id = following and following["task"]["id"]
+    assert following is None
+    assert sorted(seen) == sorted(Task.objects.filter(campaign=campaign).values_list("pk", flat=True))
+    assert next_task(client).status_code == 204
+
+
+def test_answer_with_next_gives_a_blocked_volunteer_nothing_more(campaign, client):
+    task_id = next_task(client).json()["task"]["id"]
+    Volunteer.objects.filter(public_id=client.session["volunteer"]).update(is_blocked=True)
+    response = answer(client, task_id, next=True)
+    assert response.status_code == 201
+    assert response.json()["next"] is None
+    assert Answer.objects.filter(task_id=task_id).count() == 1
+    assert not Assignment.objects.filter(state=Assignment.State.LEASED).exists()
 
 
 def test_second_answer_with_another_client_id_is_409(campaign, client):

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tasks import selectors as task_selectors
-from tasks.api import AnswerBurstThrottle, AnswerThrottle
+from tasks.api import AnswerBurstThrottle, AnswerThrottle, NextTaskResponse, lease_next_payload
 from tasks.models import Campaign, Task
 from tasks.questions import AnswerError, primary_label
 from tasks.services import volunteer_for_request
@@ -28,6 +28,12 @@ class AnswerIn(serializers.Serializer):
     duration_ms = serializers.IntegerField(
         min_value=0, max_value=24 * 3600 * 1000, required=False, allow_null=True
     )
+    next = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Also lease this volunteer's next task of the campaign and return it as `next`: one "
+        "request per task instead of two, for volunteers on slow connections.",
+    )
 
 
 AnswerOut = inline_serializer(
@@ -39,6 +45,12 @@ AnswerOut = inline_serializer(
         "client_id": serializers.UUIDField(),
         "created_at": serializers.DateTimeField(),
         "feedback": serializers.DictField(allow_null=True),
+        "next": type(NextTaskResponse)(
+            required=False,
+            allow_null=True,
+            help_text="Only when the request asked for it: the next-task body, or null when nothing is left "
+            "for this volunteer (next-task's 204).",
+        ),
     },
 )
 
@@ -108,9 +120,11 @@ class AnswerCreateView(APIView):
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         except Task.DoesNotExist:
             return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
-        return Response(
-            answer_payload(answer), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
-        )
+        payload = answer_payload(answer)
+        if body.validated_data["next"]:
+            # The task and its campaign were read under the row lock by answer_submit (or with the repeat).
+            payload["next"] = lease_next_payload(campaign=answer.task.campaign, volunteer=volunteer)
+        return Response(payload, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class ConsensusRowSerializer(serializers.Serializer):

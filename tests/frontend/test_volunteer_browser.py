@@ -83,6 +83,8 @@ def test_new_volunteer_tutorial_keyboard_imagery_mouse_video_and_gold_feedback(
     page = browser.new_page(viewport={"width": 1100, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    api_posts: list[str] = []
+    page.on("request", lambda r: api_posts.append(r.url) if r.method == "POST" and "/api/" in r.url else None)
     page.goto(live_server.url + "/")
     shot(page, "home")
     page.get_by_role("link", name="Decode Darfur (demo)").first.click()
@@ -125,6 +127,9 @@ def test_new_volunteer_tutorial_keyboard_imagery_mouse_video_and_gold_feedback(
             shot(page, "feedback")
             page.keyboard.press("Enter")
     assert len(set(seen)) == 5
+    # One request per task: each answer brings the next task's lease back with it.
+    assert sum("/next-task" in url for url in api_posts) == 1
+    assert sum(url.endswith("/answers") for url in api_posts) == 5
     answers = list(Answer.objects.filter(campaign=imagery_campaign).order_by("id"))
     assert [a.label for a in answers] == ["destroyed", "unsure", "destroyed", "unsure", "destroyed"]
     assert answers[0].task.is_gold

@@ -425,10 +425,16 @@
     $("submit").disabled = true;
     root.dataset.ready = "0";
     const { status, data } = await api("POST", `/api/v1/tasks/${current.task.id}/answers`, {
-      answer, client_id: clientId, duration_ms: Date.now() - startedAt,
+      answer, client_id: clientId, duration_ms: Date.now() - startedAt, next: true,
     });
     sending = false;
     if (status === 201 || status === 200) {
+      // The answer came back with the next task already leased (one request per task, which matters on a
+      // slow phone connection): start fetching its images now.
+      if ("next" in data) {
+        pending = Promise.resolve({ status: data.next ? 200 : 204, data: data.next });
+        if (data.next) prefetch(data.next.task);
+      }
       root.dataset.answered = String(Number(root.dataset.answered || 0) + 1);
       const run = graphicRun(current.graphic);
       const primary = current.question_set.primary;
@@ -476,6 +482,7 @@
   }
 
   function prefetchNext() {
+    if (pending) return; // already leased with the answer
     pending = lease();
     pending.then((got) => { if (got.status === 200) prefetch(got.data.task); });
   }
