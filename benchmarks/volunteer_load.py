@@ -401,6 +401,28 @@ def postgres_backends(database: str) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def vacuum(args: argparse.Namespace) -> None:
+    """VACUUM ANALYZE the benchmark database before a run, as autovacuum would have in production.
+
+    This machine's PostgreSQL runs with autovacuum off: without this, each run would inherit the dead row
+    versions of the runs before it (every answer updates its task and assignment rows), and the later
+    runs would measure the pile-up rather than the code.
+    """
+    import psycopg
+
+    url = args.admin_url.rsplit("/", 1)[0] + "/" + args.database
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+
+
+def autovacuum_setting(args: argparse.Namespace) -> str:
+    import psycopg
+
+    with psycopg.connect(args.admin_url, autocommit=True) as conn:
+        row = conn.execute("SHOW autovacuum").fetchone()
+    return str(row[0]) if row else "unknown"
+
+
 def measured(
     base: tuple[str, int],
     slug: str,
@@ -411,6 +433,8 @@ def measured(
     one_request: bool = False,
 ) -> dict[str, Any]:
     """One timed run with the CPU taken by the generator, gunicorn, PostgreSQL and the whole machine."""
+    if not ceiling:
+        vacuum(args)
     server_pids = process_group(server_pgid)
     pg_pids = [] if ceiling else postgres_backends(args.database)
     pg_other = [p for p in processes_named("postgres") if p not in pg_pids]
@@ -615,7 +639,11 @@ def main() -> None:
         os.environ.update({k: v for k, v in env.items() if k not in os.environ or k in env})
         t0 = time.perf_counter()
         slug = populate(args.tasks)
-        print(f"setup: {args.tasks} tasks in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"setup: {args.tasks} tasks in {time.perf_counter() - t0:.1f} s; autovacuum on this server: "
+            f"{autovacuum_setting(args)} (each run starts after a VACUUM ANALYZE)",
+            flush=True,
+        )
         shape = f"{args.workers} {args.worker_class} workers" + (
             f" x {args.threads} threads" if args.worker_class == "gthread" else ""
         )

@@ -142,8 +142,12 @@ def task_candidate_next(
     sql = (
         f"SELECT t.id FROM {task_table} t JOIN {source_table} s ON s.id = t.source_id"
         " WHERE t.campaign_id = %s AND t.status = %s AND t.is_gold = %s AND s.ready = %s"
-        f" AND NOT EXISTS (SELECT 1 FROM {assignment_table} d"
-        " WHERE d.task_id = t.id AND d.volunteer_id = %s AND d.state IN (%s, %s))"
+        # The volunteer's own assignment to each task walked, looked up by the (task, volunteer) key in a
+        # scalar subquery. Written as NOT EXISTS, PostgreSQL turned it into an anti-join that compared
+        # every task walked with every task the volunteer had answered (hundreds for a regular): the
+        # next-task cost grew with each volunteer's history.
+        f" AND COALESCE((SELECT d.state FROM {assignment_table} d"
+        " WHERE d.task_id = t.id AND d.volunteer_id = %s), %s) NOT IN (%s, %s)"
     )
     params: list[Any] = [
         campaign.pk,
@@ -151,6 +155,7 @@ def task_candidate_next(
         gold,
         True,
         volunteer.pk,
+        Assignment.State.LEASED.value,
         Assignment.State.ANSWERED.value,
         Assignment.State.SKIPPED.value,
     ]

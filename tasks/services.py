@@ -288,7 +288,15 @@ def task_lease_next_with_stats(
     integrity_failures = 0
     for attempt in range(LEASE_ATTEMPTS):
         try:
+            own_transaction = not connection.in_atomic_block
             with transaction.atomic():
+                if own_transaction and connection.vendor == "postgresql":
+                    # A lease is not worth waiting for the disk: one lost in a crash only means the task is
+                    # offered again. The commit returns before its WAL is flushed, so the candidate row lock,
+                    # which the task's answers queue behind, is released that much sooner. Answers stay
+                    # synchronous (an acknowledged answer is never lost), hence only when the lease is its
+                    # own transaction: inside a caller's, SET LOCAL would reach that caller's writes too.
+                    fastsql.execute("SET LOCAL synchronous_commit TO OFF", [])
                 result = _lease_once(campaign=campaign, volunteer=volunteer, now=now)
         except IntegrityError:
             # Two requests of the same volunteer raced for one task; the unique constraint refused one.

@@ -297,18 +297,20 @@ def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
     site-wide or in this campaign, left out), the consensus upsert, the task update.
     """
     campaign = task.campaign
-    # Plain SQL (config/fastsql.py): this runs with every answer. At most one reliability row per
-    # volunteer and campaign (a unique constraint), so the LEFT JOIN cannot repeat an answer.
+    # Plain SQL (config/fastsql.py): this runs with every answer. Each answer's volunteer and reliability
+    # row are looked up by key in scalar subqueries, which PostgreSQL cannot turn into joins: a join here
+    # could be planned (in a prepared statement's generic plan) as a hash join reading the campaign's
+    # every volunteer and reliability row, to combine a task's handful of answers.
+    volunteers, reliabilities = fastsql.table(Volunteer), fastsql.table(VolunteerReliability)
+    reliability = f"FROM {reliabilities} r WHERE r.campaign_id = %s AND r.volunteer_id = a.volunteer_id"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT a.label, r.reliability, r.blocked FROM {fastsql.table(Answer)} a"
-            f" JOIN {fastsql.table(Volunteer)} v ON v.id = a.volunteer_id"
-            f" LEFT JOIN {fastsql.table(VolunteerReliability)} r"
-            "   ON r.campaign_id = %s AND r.volunteer_id = a.volunteer_id"
-            " WHERE a.task_id = %s AND v.is_blocked = %s ORDER BY a.id",
-            [campaign.pk, task.pk, False],
+            f"SELECT a.label, (SELECT r.reliability {reliability}) FROM {fastsql.table(Answer)} a"
+            f" WHERE a.task_id = %s AND (SELECT v.is_blocked FROM {volunteers} v WHERE v.id = a.volunteer_id) = %s"
+            f" AND COALESCE((SELECT r.blocked {reliability}), %s) = %s ORDER BY a.id",
+            [campaign.pk, task.pk, False, campaign.pk, False, False],
         )
-        rows = [(label, weight) for label, weight, blocked in cursor.fetchall() if not blocked]
+        rows = cursor.fetchall()
     labels = [label for label, _ in rows]
     state = campaign.aggregation_state or {}
     classes = _choices(campaign)

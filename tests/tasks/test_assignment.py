@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -381,3 +381,40 @@ def test_the_hint_never_hides_a_task_once_its_leases_expired() -> None:
     assert task.leases_full_until == now + timedelta(seconds=campaign.lease_seconds)
     assert lease(campaign, VolunteerFactory(), now + timedelta(seconds=campaign.lease_seconds - 1)) is None
     assert lease(campaign, VolunteerFactory(), now + timedelta(seconds=campaign.lease_seconds + 1)) == task
+
+
+@pytest.mark.django_db(transaction=True)
+def test_leases_commit_without_waiting_for_the_disk_and_answers_wait(require_postgres: None) -> None:
+    """A lease lost in a crash only means the task is offered again; an acknowledged answer must survive."""
+    from django.db import connection
+
+    campaign = CampaignFactory(min_answers=2, max_answers=3, gold_share=0)
+    task = TaskFactory(campaign=campaign)
+    volunteer = VolunteerFactory()
+    seen: dict[str, str] = {}
+    real_lease_once = services._lease_once
+
+    def spying_lease_once(**kwargs: Any) -> Any:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            seen["lease"] = cursor.fetchone()[0]
+        return real_lease_once(**kwargs)
+
+    services._lease_once = spying_lease_once  # type: ignore[assignment]
+    try:
+        assert lease(campaign, volunteer) == task
+    finally:
+        services._lease_once = real_lease_once  # type: ignore[assignment]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        after = cursor.fetchone()[0]
+    assert seen["lease"] == "off"
+    assert after == "on"  # SET LOCAL: gone with the lease's transaction, so answers commit synchronously
+    # Inside a caller's transaction the lease leaves the caller's durability alone.
+    with transaction.atomic():
+        services._lease_once = spying_lease_once  # type: ignore[assignment]
+        try:
+            services.task_lease_next_with_stats(campaign=campaign, volunteer=VolunteerFactory())
+        finally:
+            services._lease_once = real_lease_once  # type: ignore[assignment]
+    assert seen["lease"] == "on"

@@ -99,6 +99,13 @@ def test_blocked_volunteers_answers_stop_counting() -> None:
     consensus = consensus_update_task(task=Task.objects.select_related("campaign").get(pk=task.pk))
     assert consensus.n_answers == 1
     assert consensus.label == "destroyed"
+    # Blocked site-wide: that volunteer's answers stop counting in every campaign.
+    banned = new_volunteer()
+    answer(task, banned, "intact")
+    assert consensus_update_task(task=task).n_answers == 2
+    Volunteer.objects.filter(pk=banned.pk).update(is_blocked=True)
+    consensus = consensus_update_task(task=Task.objects.select_related("campaign").get(pk=task.pk))
+    assert (consensus.n_answers, consensus.label) == (1, "destroyed")
 
 
 def test_refit_flags_a_volunteer_who_always_disagrees() -> None:
