@@ -349,17 +349,17 @@ async def run_load(
     return {"elapsed": elapsed, "latencies": latencies, "acked": acked, **totals}
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes and their reaped children, from /proc."""
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each of these processes and its reaped children, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    seconds = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
-    return total / ticks
+        seconds[pid] = sum(int(f) for f in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+    return seconds
 
 
 def machine_busy_seconds() -> tuple[float, float, float]:
@@ -435,18 +435,23 @@ def measured(
     """One timed run with the CPU taken by the generator, gunicorn, PostgreSQL and the whole machine."""
     if not ceiling:
         vacuum(args)
-    server_pids = process_group(server_pgid)
-    pg_pids = [] if ceiling else postgres_backends(args.database)
-    pg_other = [p for p in processes_named("postgres") if p not in pg_pids]
-    redis_pids = processes_named("redis-server")
 
-    def sample() -> tuple[Any, ...]:
+    def groups() -> dict[str, list[int]]:
+        # Listed again at the end: PostgreSQL backends opened during the run (a gunicorn thread's first
+        # connection) count with all their CPU, instead of being missed as they were when only the
+        # processes present at the start were read.
+        backends = [] if ceiling else postgres_backends(args.database)
+        return {
+            "gunicorn": process_group(server_pgid),
+            "postgres": backends,
+            "postgres_other": [p for p in processes_named("postgres") if p not in backends],
+            "redis": processes_named("redis-server"),
+        }
+
+    def sample() -> tuple[float, dict[str, dict[int, float]], tuple[float, float, float]]:
         return (
             time.process_time(),
-            cpu_seconds(server_pids),
-            cpu_seconds(pg_pids),
-            cpu_seconds(pg_other),
-            cpu_seconds(redis_pids),
+            {name: cpu_seconds(pids) for name, pids in groups().items()},
             machine_busy_seconds(),
         )
 
@@ -454,14 +459,14 @@ def measured(
     result = asyncio.run(run_load(base, slug, args.volunteers, args.seconds, ceiling, rate, one_request))
     after = sample()
     wall = result["elapsed"]
-    result["cpu"] = {
-        name: (after[i] - before[i]) / wall
-        for i, name in enumerate(("generator", "gunicorn", "postgres", "postgres_other", "redis"))
-    }
+    result["cpu"] = {"generator": (after[0] - before[0]) / wall}
+    for name, now in after[1].items():
+        then = before[1][name]
+        result["cpu"][name] = sum(seconds - then.get(pid, 0.0) for pid, seconds in now.items()) / wall
     result["cpu"].update(
-        machine=(after[5][0] - before[5][0]) / wall,
-        cores=(after[5][1] - before[5][1]) / wall,
-        kernel=(after[5][2] - before[5][2]) / wall,
+        machine=(after[2][0] - before[2][0]) / wall,
+        cores=(after[2][1] - before[2][1]) / wall,
+        kernel=(after[2][2] - before[2][2]) / wall,
     )
     return result
 

@@ -127,3 +127,46 @@ def test_selectors_read_campaign_and_task_with_sources() -> None:
     assert (leases.count, leases.first_expiry) == (1, expiry)
     with pytest.raises(Task.DoesNotExist):
         selectors.task_for_lease(task_id=task.pk + 1000, volunteer=volunteer, now=datetime.now(UTC))
+
+
+def test_write_together_returns_each_writes_value_and_fails_as_one() -> None:
+    task = TaskFactory()
+    volunteer = VolunteerFactory()
+    now = datetime(2026, 5, 4, tzinfo=UTC)
+
+    def new_answer(client_id: uuid.UUID) -> Answer:
+        return Answer(
+            task=task,
+            volunteer=volunteer,
+            campaign_id=task.campaign_id,
+            answer={"damage": "intact"},
+            label="intact",
+            client_id=client_id,
+            created_at=now,
+        )
+
+    answer_id, unchanged, moved = fastsql.write_together(
+        [
+            fastsql.insert_write(new_answer(uuid.uuid4())),
+            fastsql.Write(
+                f"UPDATE {fastsql.table(Task)} SET answer_count = 7 WHERE id = %s", [-1], '"answer_count"'
+            ),
+            fastsql.update_write(Task, task.pk, {"answer_count": 1, "flags": {"graphic": True}}),
+        ]
+    )
+    assert Answer.objects.get(pk=answer_id).task_id == task.pk
+    assert (unchanged, moved) == (None, None)  # no row changed; no value asked for
+    task.refresh_from_db()
+    assert (task.answer_count, task.flags) == (1, {"graphic": True})
+    # A second answer by the same volunteer to the task: the unique constraint fails the whole batch,
+    # so the task update beside it is not applied either.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        fastsql.write_together(
+            [
+                fastsql.update_write(Task, task.pk, {"answer_count": 2}),
+                fastsql.insert_write(new_answer(uuid.uuid4())),
+            ]
+        )
+    task.refresh_from_db()
+    assert task.answer_count == 1
+    assert Answer.objects.filter(task=task).count() == 1

@@ -168,22 +168,35 @@ def _answer_write(
         duration_ms=duration_ms,
         created_at=now,
     )
-    # Plain SQL for the answer and the assignment (config/fastsql.py): the unique constraints still refuse
-    # a repeated client_id or a second answer to the task with an IntegrityError, as through the ORM.
-    fastsql.insert_instance(created)
-    # One upsert: the lease (if any) becomes the answered assignment; leased_at is kept.
-    fastsql.insert_instance(
-        Assignment(
-            task=task,
-            volunteer=volunteer,
-            campaign=campaign,
-            state=Assignment.State.ANSWERED,
-            leased_at=now,
-            expires_at=now,
-        ),
-        conflict=("task", "volunteer"),
-        update=("state", "expires_at"),
+    # Three writes in one round trip (config/fastsql.py): the answer (its unique constraints still refuse a
+    # repeated client_id or a second answer to the task with an IntegrityError, as through the ORM), the
+    # assignment (one upsert: the lease, if any, becomes the answered assignment; leased_at is kept) and
+    # the volunteer's statistics in this campaign.
+    statistics, scored = _statistics_write(campaign=campaign, volunteer=volunteer, task=task, label=label)
+    answer_id, _, reliability = fastsql.write_together(
+        [
+            fastsql.insert_write(created),
+            fastsql.insert_write(
+                Assignment(
+                    task=task,
+                    volunteer=volunteer,
+                    campaign=campaign,
+                    state=Assignment.State.ANSWERED,
+                    leased_at=now,
+                    expires_at=now,
+                ),
+                conflict=("task", "volunteer"),
+                update=("state", "expires_at"),
+            ),
+            statistics,
+        ]
     )
+    created.pk, created._state.adding = answer_id, False
+    if reliability is None:
+        # The volunteer's first answer in this campaign: their statistics row does not exist yet.
+        VolunteerReliability.objects.get_or_create(campaign=campaign, volunteer=volunteer)
+        (reliability,) = fastsql.write_together([statistics])
+    reliability = float(reliability) if scored else None
     task.answer_count += 1
     # An answer frees its lease's slot (or fills a slot): the "all slots leased" hint is recomputed by the
     # next lease that fills the task.
@@ -192,7 +205,6 @@ def _answer_write(
         # One report is enough to protect the next volunteers: the segment is blurred until they choose.
         task.flags = {**task.flags, "graphic": True}
         task_fields["flags"] = task.flags
-    reliability = _reliability_after_answer(campaign=campaign, volunteer=volunteer, task=task, label=label)
     if task.is_gold:
         fastsql.update(Task, task.pk, task_fields)
     else:
@@ -239,14 +251,14 @@ def _tile_size(task: Task) -> tuple[int, int] | None:
     return None
 
 
-def _reliability_after_answer(
+def _statistics_write(
     *, campaign: Campaign, volunteer: Volunteer, task: Task, label: str
-) -> float | None:
-    """Count the answer in the volunteer's statistics; a gold answer also moves their reliability.
+) -> tuple[fastsql.Write, bool]:
+    """The UPDATE that counts an answer in the volunteer's statistics for this campaign, returning their
+    reliability, and whether the answer is scored (a gold answer that is not "unsure"): only a scored
+    answer moves the reliability.
 
-    One UPDATE (plain SQL: it runs with every answer) when the row exists: the counts are incremented in
-    SQL, so no read is needed; the right-hand sides read the row as it was. Returns the new reliability
-    after a gold answer, None otherwise (it did not change).
+    The counts are incremented in SQL, so no read is needed; the right-hand sides read the row as it was.
     """
     scored = bool(task.is_gold and task.gold_answer and label != UNSURE)
     sets, params = (
@@ -261,17 +273,8 @@ def _reliability_after_answer(
             " reliability = (n_gold_correct + %s) / (n_gold + 11.0)"
         )
         params += [correct, correct + 7.0]
-    sql = (
-        f"UPDATE {fastsql.table(VolunteerReliability)} SET {sets}"
-        " WHERE campaign_id = %s AND volunteer_id = %s RETURNING reliability"
-    )
-    params += [campaign.pk, volunteer.pk]
-    row = fastsql.fetch_one(sql, params)
-    if row is None:
-        VolunteerReliability.objects.get_or_create(campaign=campaign, volunteer=volunteer)
-        row = fastsql.fetch_one(sql, params)
-        assert row is not None
-    return float(row[0]) if scored else None
+    sql = f"UPDATE {fastsql.table(VolunteerReliability)} SET {sets} WHERE campaign_id = %s AND volunteer_id = %s"
+    return fastsql.Write(sql, [*params, campaign.pk, volunteer.pk], "reliability"), scored
 
 
 # ---------------------------------------------------------------- consensus
@@ -293,8 +296,8 @@ def consensus_update_task(*, task: Task) -> Consensus:
 def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
     """consensus_update_task, also writing `task_fields` to the task in the same UPDATE.
 
-    Three queries: the answers with their volunteers' reliability in this campaign (blocked volunteers,
-    site-wide or in this campaign, left out), the consensus upsert, the task update.
+    Two round trips: the answers with their volunteers' reliability in this campaign (blocked volunteers,
+    site-wide or in this campaign, left out), then the consensus upsert and the task update together.
     """
     campaign = task.campaign
     # Plain SQL (config/fastsql.py): this runs with every answer. Each answer's volunteer and reliability
@@ -358,13 +361,11 @@ def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
         task.status = new_status
     # One upsert instead of get_or_create + save (plain SQL: it runs with every answer).
     consensus.updated_at = timezone.now()
-    fastsql.insert_instance(
-        consensus,
-        conflict=("task",),
-        update=(*update_fields, "updated_at"),
-    )
+    writes = [fastsql.insert_write(consensus, conflict=("task",), update=(*update_fields, "updated_at"))]
     if task_fields:
-        fastsql.update(Task, task.pk, task_fields)
+        writes.append(fastsql.update_write(Task, task.pk, task_fields))
+    consensus.pk = fastsql.write_together(writes)[0]
+    consensus._state.adding = False
     return consensus
 
 
