@@ -20,7 +20,7 @@
   let flickerTimer = null;
   let leaseExpires = 0;
   let lastActivity = Date.now();
-  let pending = null;            // promise of the next lease, requested while feedback is shown
+  let pending = null;            // promise of the next lease: brought back by the answer, or asked for
   let sending = false;
 
   function fmt(text, values) {
