@@ -2,7 +2,7 @@
 
 Starts gunicorn on this machine with production settings over plain HTTP (SECURE_SSL_REDIRECT=0,
 SECURE_COOKIES=0, rate limits off), PostgreSQL in a fresh database it creates and drops, and Redis as the
-cache when REDIS_URL is set. A campaign of 20,000 tasks (3 to 5 answers each) is written with bulk_create.
+cache when REDIS_URL is set. A campaign of 40,000 tasks (3 to 5 answers each) is written with bulk_create.
 Each volunteer is one keep-alive HTTP/1.1 connection with its own cookie jar, all on one event loop (a
 minimal client: the generator shares the cores with the server): POST next-task, then POST its answer, again
 and again for a fixed time. Two runs:
@@ -20,6 +20,9 @@ Each run is made twice: with two requests per task (next-task, then the answer: 
 describes) and with one (the answer asks for the next task with "next": true, as the classify page does,
 and next-task is called only when none came back).
 
+A sweep then offers lower rates (100 to 250 cycles/s by default) and prints the highest that this machine
+serves with p99 under the target: the rate it sustains within the latency target.
+
 Prints cycles/s and request latency percentiles next to the target, the CPU taken by the generator,
 gunicorn and PostgreSQL, then checks the database: no duplicate volunteer/task answer, no task over its
 maximum, every 201 stored. Then it measures the ceiling: the same gunicorn serving a view that does no work
@@ -28,7 +31,7 @@ do at that moment.
 
 Run: REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python benchmarks/volunteer_load.py [--volunteers 200]
      [--seconds 30] [--rate 300] [--workers N] [--threads N] [--ceiling-seconds 10]
-     [--requests-per-task two|one|both]
+     [--requests-per-task two|one|both] [--sweep 100,150,200,250]
 Workers and threads default to config/gunicorn.py (GUNICORN_WORKERS, GUNICORN_THREADS).
 """
 
@@ -593,7 +596,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volunteers", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--tasks", type=int, default=40_000)
     parser.add_argument(
         "--rate",
         type=float,
@@ -613,6 +616,12 @@ def main() -> None:
     parser.add_argument(
         "--admin-url",
         default=os.environ.get("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    )
+    parser.add_argument(
+        "--sweep",
+        default="100,150,200,250",
+        help="also run paced at these offered rates (cycles/s, comma-separated; empty: skip) and print the "
+        "highest whose p99 meets the target",
     )
     parser.add_argument(
         "--requests-per-task",
@@ -666,6 +675,26 @@ def main() -> None:
             )
             report(label, args, paced, shape, offered=args.rate)
             acked += paced["acked"]
+        # The sweep: the highest offered rate this machine serves within the latency target.
+        sustained: dict[bool, float] = {}
+        for offered in [float(r) for r in args.sweep.split(",") if r.strip()]:
+            for one_request in modes:
+                label = f"sweep {offered:.0f}/s" + (", 1 request per task" if one_request else "")
+                paced = measured(
+                    base, slug, args, server.pid, ceiling=False, rate=offered, one_request=one_request
+                )
+                _, p99 = report(label, args, paced, shape, offered=offered)
+                acked += paced["acked"]
+                if p99 < TARGET_P99_MS:
+                    sustained[one_request] = max(sustained.get(one_request, 0.0), offered)
+        for one_request in modes if args.sweep.strip() else []:
+            best = sustained.get(one_request)
+            print(
+                f"[sweep] {'1 request' if one_request else '2 requests'} per task: highest offered rate with "
+                f"p99 < {TARGET_P99_MS:.0f} ms: "
+                + (f"{best:.0f} cycles/s" if best else "none of those tried")
+                + f" (target {TARGET_CYCLES_PER_S:.0f})"
+            )
         for one_request in modes:
             label = "saturation, 1 request per task" if one_request else "saturation"
             result = measured(base, slug, args, server.pid, ceiling=False, one_request=one_request)
