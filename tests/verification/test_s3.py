@@ -156,8 +156,14 @@ def test_unreachable_s3_keeps_the_local_package_marked_not_uploaded(geotiff: Pat
     assert not list(tmp_path.glob("*.tar*"))
 
 
-def test_a_peer_that_drops_the_connection_mid_upload_is_retried_then_reported(tmp_path: Path) -> None:
+def test_a_peer_that_drops_the_connection_mid_upload_is_retried_then_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A server that reads part of each request body and hangs up: the upload fails cleanly after retries."""
+    # Credentials of its own: without them boto3 gives up before connecting (it passed only when an
+    # earlier test in the same worker had left the moto server's credentials in the environment).
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
