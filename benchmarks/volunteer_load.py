@@ -589,6 +589,13 @@ def report(
         f"Redis {cpu['redis']:.2f}; whole machine {cpu['machine']:.2f} of {cpu['cores']:.1f}, of which "
         f"{cpu['kernel']:.2f} in the kernel (the rest is other work on this shared machine)"
     )
+    if result["cycles"] and cpu["postgres"] > 0:
+        # Web machines can be added; the database is the one that every answer goes through.
+        per_cycle = 1000 * cpu["postgres"] / rate
+        print(
+            f"[{label}] PostgreSQL CPU per cycle {per_cycle:.2f} ms: one database core would serve "
+            f"{1000 / per_cycle:.0f} cycles/s with any number of web machines"
+        )
     return rate, p99
 
 

@@ -109,9 +109,33 @@ def prep(model: type[models.Model], name: str, value: Any) -> Any:
     return _field(model, name).get_db_prep_save(value, connection)
 
 
-def fetch_one(sql: str, params: Iterable[Any]) -> tuple[Any, ...] | None:
+def run(cursor: Any, sql: str, params: Iterable[Any], *, custom_plan: bool = False) -> None:
+    """``cursor.execute(sql, params)``; with ``custom_plan``, on PostgreSQL, never as a prepared statement.
+
+    Connections prepare the statements they run again and again (psycopg server-side binding), and
+    PostgreSQL then reuses one generic plan for them (``plan_cache_mode=auto``), which saves planning
+    (perf, load benchmark: planning was a third of PostgreSQL's CPU when every statement was re-planned).
+    That suits lookups by key. A statement whose best plan depends on the values and on how big the tables
+    have grown (the next-task walk, a volunteer's answer counts, a task's answers) is sent unprepared
+    instead, so it is planned for its own values every time, as it was before the generic plans.
+    Execute wrappers and Django's error translation still apply.
+    """
+    params = list(params)
+    if not custom_plan or connection.vendor != "postgresql":
+        cursor.execute(sql, params)
+        return
+
+    def unprepared(sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            return context["cursor"].cursor.execute(sql, params, prepare=False)
+
+    cursor._execute_with_wrappers(sql, params, many=False, executor=unprepared)
+
+
+def fetch_one(sql: str, params: Iterable[Any], *, custom_plan: bool = False) -> tuple[Any, ...] | None:
     with connection.cursor() as cursor:
-        cursor.execute(sql, list(params))
+        run(cursor, sql, params, custom_plan=custom_plan)
         row = cursor.fetchone()
     return tuple(row) if row is not None else None
 

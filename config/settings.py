@@ -112,13 +112,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Short OLTP queries: JIT compilation costs more (tens of ms) than it saves on the serving queries.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
     # Server-side binding lets psycopg prepare the statements a connection runs again and again (the
-    # volunteer hot path's), so PostgreSQL parses and plans each of them once per connection, not per call.
-    # Plans stay custom (made for each call's values and the tables' current sizes): a generic plan cached
-    # while a new campaign's tables were small kept scanning them whole as they grew (auto_explain under
-    # the load benchmark: PostgreSQL CPU 0.65 -> 0.15 cores at the same rate).
+    # volunteer hot path's), so PostgreSQL parses each of them once per connection, not per call, and
+    # reuses a generic plan where it costs no more than a custom one (plan_cache_mode=auto). The
+    # statements whose plans depend on their values and on how the tables have grown are sent unprepared,
+    # planned for each call (config/fastsql.py, `run(custom_plan=True)`): a generic plan cached while the
+    # tables were small once kept scanning them whole as they grew. DB_PLAN_CACHE_MODE=force_custom_plan
+    # re-plans every statement (load benchmark: 3.5 instead of 2.9-3.2 ms of PostgreSQL CPU per answered
+    # and leased task; perf put planning at a third of PostgreSQL's CPU).
     if env_bool("DB_SERVER_SIDE_BINDING", True):
         DATABASES["default"]["OPTIONS"].update(server_side_binding=True, prepare_threshold=5)
-        plan_cache_mode = os.environ.get("DB_PLAN_CACHE_MODE", "force_custom_plan")
+        plan_cache_mode = os.environ.get("DB_PLAN_CACHE_MODE", "auto")
         DATABASES["default"]["OPTIONS"]["options"] += f" -c plan_cache_mode={plan_cache_mode}"
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

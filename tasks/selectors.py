@@ -58,6 +58,7 @@ def volunteer_lease_state(
             connection.ops.adapt_datetimefield_value(now),
             Task.Status.OPEN.value,
         ],
+        custom_plan=True,
     )
     assert row is not None
     return {"answered": int(row[0]), "answered_today": int(row[1])}, row[2]
@@ -185,9 +186,7 @@ def task_candidate_next(
     sql += " ORDER BY t.priority DESC LIMIT 1"
     if lock:
         sql += " FOR UPDATE OF t SKIP LOCKED"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = fastsql.fetch_one(sql, params, custom_plan=True)
     return int(row[0]) if row else None
 
 

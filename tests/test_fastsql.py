@@ -170,3 +170,31 @@ def test_write_together_returns_each_writes_value_and_fails_as_one() -> None:
     task.refresh_from_db()
     assert task.answer_count == 1
     assert Answer.objects.filter(task=task).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_value_dependent_statements_are_planned_per_call_and_key_lookups_reuse_a_plan(
+    require_postgres: None,
+) -> None:
+    """On PostgreSQL: the next-task walk and a volunteer's counts are never prepared statements (so never a
+    generic plan); the lookups by key are, once a connection has run them often enough."""
+    from django.db import connection
+
+    from tasks import services
+
+    campaign = CampaignFactory(min_answers=3, max_answers=5, gold_share=0)
+    for _ in range(12):
+        TaskFactory(campaign=campaign)
+    for _ in range(8):
+        services.task_lease_next_with_stats(campaign=campaign, volunteer=VolunteerFactory())
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "auto"
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = 'corroborate_ledger_chain'")
+        trigger_settings = cursor.fetchone()[0]
+    assert any("INSERT INTO" in text and "tasks_assignment" in text for text in prepared)
+    assert not any("ORDER BY t.priority DESC" in text for text in prepared)  # the walk
+    assert not any("COUNT(*) FILTER" in text for text in prepared)  # the volunteer's counts
+    assert trigger_settings == ["plan_cache_mode=force_custom_plan"]

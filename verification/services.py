@@ -307,11 +307,13 @@ def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
     volunteers, reliabilities = fastsql.table(Volunteer), fastsql.table(VolunteerReliability)
     reliability = f"FROM {reliabilities} r WHERE r.campaign_id = %s AND r.volunteer_id = a.volunteer_id"
     with connection.cursor() as cursor:
-        cursor.execute(
+        fastsql.run(
+            cursor,
             f"SELECT a.label, (SELECT r.reliability {reliability}) FROM {fastsql.table(Answer)} a"
             f" WHERE a.task_id = %s AND (SELECT v.is_blocked FROM {volunteers} v WHERE v.id = a.volunteer_id) = %s"
             f" AND COALESCE((SELECT r.blocked {reliability}), %s) = %s ORDER BY a.id",
             [campaign.pk, task.pk, False, campaign.pk, False, False],
+            custom_plan=True,
         )
         rows = cursor.fetchall()
     labels = [label for label, _ in rows]
