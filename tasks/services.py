@@ -288,16 +288,16 @@ def task_lease_next_with_stats(
     integrity_failures = 0
     for attempt in range(LEASE_ATTEMPTS):
         try:
-            own_transaction = not connection.in_atomic_block
+            # A lease is not worth waiting for the disk: one lost in a crash only means the task is offered
+            # again. Its commit returns before its WAL is flushed, so the candidate row lock, which the task's
+            # answers queue behind, is released that much sooner. Answers stay synchronous (an acknowledged
+            # answer is never lost), hence only when the lease is its own transaction: inside a caller's,
+            # the setting would reach that caller's writes too.
+            asynchronous_commit = not connection.in_atomic_block
             with transaction.atomic():
-                if own_transaction and connection.vendor == "postgresql":
-                    # A lease is not worth waiting for the disk: one lost in a crash only means the task is
-                    # offered again. The commit returns before its WAL is flushed, so the candidate row lock,
-                    # which the task's answers queue behind, is released that much sooner. Answers stay
-                    # synchronous (an acknowledged answer is never lost), hence only when the lease is its
-                    # own transaction: inside a caller's, SET LOCAL would reach that caller's writes too.
-                    fastsql.execute("SET LOCAL synchronous_commit TO OFF", [])
-                result = _lease_once(campaign=campaign, volunteer=volunteer, now=now)
+                result = _lease_once(
+                    campaign=campaign, volunteer=volunteer, now=now, asynchronous_commit=asynchronous_commit
+                )
         except IntegrityError:
             # Two requests of the same volunteer raced for one task; the unique constraint refused one.
             integrity_failures += 1
@@ -328,9 +328,13 @@ def _candidates_only_locked(*, campaign: Campaign, volunteer: Volunteer, now: An
     )
 
 
-def _lease_once(*, campaign: Campaign, volunteer: Volunteer, now: Any) -> LeaseResult | None:
+def _lease_once(
+    *, campaign: Campaign, volunteer: Volunteer, now: Any, asynchronous_commit: bool = False
+) -> LeaseResult | None:
     expires_at = now + timedelta(seconds=campaign.lease_seconds)
-    stats, current_id = selectors.volunteer_lease_state(campaign=campaign, volunteer=volunteer, now=now)
+    stats, current_id = selectors.volunteer_lease_state(
+        campaign=campaign, volunteer=volunteer, now=now, asynchronous_commit=asynchronous_commit
+    )
     if current_id is not None:
         current = Assignment.objects.get(pk=current_id)
         current.expires_at = expires_at

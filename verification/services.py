@@ -6,6 +6,7 @@ import hashlib
 import logging
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,16 @@ class TaskNotAnswerable(Exception):
 
 
 def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> None:
-    """Append one record to the campaign's hash chain, in the caller's transaction.
+    """Append one record to the campaign's hash chain, in the caller's transaction."""
+    write = ledger_append_write(campaign=campaign, record=record)
+    if write is not None:
+        fastsql.write_together([write])
+
+
+def ledger_append_write(*, campaign: Campaign, record: dict[str, Any]) -> fastsql.Write | None:
+    """Append one record to the campaign's hash chain, in the caller's transaction: on PostgreSQL, the write
+    that appends it, for the caller to send with its own writes (``fastsql.write_together``); elsewhere
+    the record is appended at once and the result is None.
 
     The campaign's head row is locked while an entry is chained, so concurrent appends form a single chain,
     and the entry exists if and only if the caller's transaction commits.
@@ -64,15 +74,10 @@ def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> None:
     record = {**record, "at": record.get("at") or timezone.now().isoformat()}
     created_at = timezone.now()
     if connection.vendor == "postgresql":
-        fastsql.insert(
-            LedgerPending,
-            {
-                "campaign": campaign.pk,
-                "canonical": ledger.canonical(record).decode("utf-8"),
-                "created_at": created_at,
-            },
+        pending = LedgerPending(
+            campaign=campaign, canonical=ledger.canonical(record).decode("utf-8"), created_at=created_at
         )
-        return
+        return fastsql.insert_write(pending)
     heads = fastsql.table(LedgerHead)
     select = f"SELECT h.id, h.seq, h.head_hash FROM {heads} h WHERE h.campaign_id = %s"
     head = fastsql.fetch_one(select, [campaign.pk])
@@ -93,6 +98,7 @@ def ledger_append(*, campaign: Campaign, record: dict[str, Any]) -> None:
     fastsql.execute(
         f"UPDATE {heads} SET seq = %s, head_hash = %s WHERE id = %s", [entry.seq, entry.entry_hash, head_pk]
     )
+    return None
 
 
 def volunteer_commitment(*, campaign: Campaign, volunteer: Volunteer) -> str:
@@ -205,13 +211,9 @@ def _answer_write(
         # One report is enough to protect the next volunteers: the segment is blurred until they choose.
         task.flags = {**task.flags, "graphic": True}
         task_fields["flags"] = task.flags
-    if task.is_gold:
-        fastsql.update(Task, task.pk, task_fields)
-    else:
-        # The consensus service writes the answer count with the new status and priority: one UPDATE.
-        _consensus_update(task=task, task_fields=task_fields)
     created.task = task
-    ledger_append(
+    # The ledger record goes with the task's writes: one round trip on PostgreSQL.
+    recorded = ledger_append_write(
         campaign=campaign,
         record={
             "type": "answer",
@@ -223,6 +225,12 @@ def _answer_write(
             "at": created.created_at.isoformat(),
         },
     )
+    also = [recorded] if recorded is not None else []
+    if task.is_gold:
+        fastsql.write_together([fastsql.update_write(Task, task.pk, task_fields), *also])
+    else:
+        # The consensus service writes the answer count with the new status and priority: one UPDATE.
+        _consensus_update(task=task, task_fields=task_fields, also=also)
     if logger.isEnabledFor(logging.INFO):
         logger.info(
             "answer recorded", extra={"task": task.pk, "campaign": campaign.slug, "reliability": reliability}
@@ -293,8 +301,11 @@ def consensus_update_task(*, task: Task) -> Consensus:
     return _consensus_update(task=task, task_fields={})
 
 
-def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
-    """consensus_update_task, also writing `task_fields` to the task in the same UPDATE.
+def _consensus_update(
+    *, task: Task, task_fields: dict[str, Any], also: Sequence[fastsql.Write] = ()
+) -> Consensus:
+    """consensus_update_task, also writing `task_fields` to the task in the same UPDATE, and the writes
+    `also` with them.
 
     Two round trips: the answers with their volunteers' reliability in this campaign (blocked volunteers,
     site-wide or in this campaign, left out), then the consensus upsert and the task update together.
@@ -366,7 +377,7 @@ def _consensus_update(*, task: Task, task_fields: dict[str, Any]) -> Consensus:
     writes = [fastsql.insert_write(consensus, conflict=("task",), update=(*update_fields, "updated_at"))]
     if task_fields:
         writes.append(fastsql.update_write(Task, task.pk, task_fields))
-    consensus.pk = fastsql.write_together(writes)[0]
+    consensus.pk = fastsql.write_together([*writes, *also])[0]
     consensus._state.adding = False
     return consensus
 

@@ -390,31 +390,29 @@ def test_leases_commit_without_waiting_for_the_disk_and_answers_wait(require_pos
 
     campaign = CampaignFactory(min_answers=2, max_answers=3, gold_share=0)
     task = TaskFactory(campaign=campaign)
-    volunteer = VolunteerFactory()
-    seen: dict[str, str] = {}
-    real_lease_once = services._lease_once
+    seen: list[str] = []
+    real_lease_write = services._lease_write
 
-    def spying_lease_once(**kwargs: Any) -> Any:
+    def spying_lease_write(**kwargs: Any) -> Any:
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
-            seen["lease"] = cursor.fetchone()[0]
-        return real_lease_once(**kwargs)
+            seen.append(cursor.fetchone()[0])
+        return real_lease_write(**kwargs)
 
-    services._lease_once = spying_lease_once  # type: ignore[assignment]
+    def synchronous_commit() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return str(cursor.fetchone()[0])
+
+    services._lease_write = spying_lease_write  # type: ignore[assignment]
     try:
-        assert lease(campaign, volunteer) == task
-    finally:
-        services._lease_once = real_lease_once  # type: ignore[assignment]
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        after = cursor.fetchone()[0]
-    assert seen["lease"] == "off"
-    assert after == "on"  # SET LOCAL: gone with the lease's transaction, so answers commit synchronously
-    # Inside a caller's transaction the lease leaves the caller's durability alone.
-    with transaction.atomic():
-        services._lease_once = spying_lease_once  # type: ignore[assignment]
-        try:
+        assert lease(campaign, VolunteerFactory()) == task
+        assert seen == ["off"]
+        assert synchronous_commit() == "on"  # local to the lease's transaction: answers wait for the disk
+        # Inside a caller's transaction the lease leaves the caller's durability alone.
+        with transaction.atomic():
             services.task_lease_next_with_stats(campaign=campaign, volunteer=VolunteerFactory())
-        finally:
-            services._lease_once = real_lease_once  # type: ignore[assignment]
-    assert seen["lease"] == "on"
+            assert synchronous_commit() == "on"
+        assert seen == ["off", "on"]
+    finally:
+        services._lease_write = real_lease_write  # type: ignore[assignment]
