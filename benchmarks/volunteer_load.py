@@ -507,6 +507,19 @@ def check_database(acked: list[tuple[int, str]]) -> list[str]:
     missing = [a for a in acked if (a[0], uuid.UUID(a[1])) not in stored]
     if missing:
         problems.append(f"{len(missing)} acknowledged answers missing")
+    # The campaign's ledger, chained at each commit under all that concurrency: intact, one entry an answer.
+    from tasks.models import Campaign
+    from verification.models import LedgerEntry
+    from verification.services import ledger_verify
+
+    for campaign in Campaign.objects.all():
+        problem = ledger_verify(campaign=campaign)
+        if problem is not None:
+            problems.append(f"ledger of {campaign.slug}: {problem}")
+        answers = Answer.objects.filter(campaign=campaign).count()
+        recorded = LedgerEntry.objects.filter(campaign=campaign, record__type="answer").count()
+        if recorded != answers:
+            problems.append(f"ledger of {campaign.slug}: {recorded} answer entries for {answers} answers")
     return problems
 
 
@@ -714,7 +727,7 @@ def main() -> None:
         print(
             "[database checks] "
             + (
-                "ok (no duplicates, no task over max, every 201 stored)"
+                "ok (no duplicates, no task over max, every 201 stored, ledger intact with an entry per answer)"
                 if not problems
                 else "; ".join(problems)
             ),
