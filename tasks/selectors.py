@@ -44,10 +44,11 @@ def volunteer_lease_state(
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     answers, assignments, tasks = fastsql.table(Answer), fastsql.table(Assignment), fastsql.table(Task)
     row = fastsql.fetch_one(
-        # Both counts from one pass over the volunteer's own answers (their index), never over the
-        # campaign's: under load a plan made on stale statistics combined the campaign's index too.
-        f"SELECT (SELECT COUNT(*) FILTER (WHERE a.campaign_id = %s) FROM {answers} a WHERE a.volunteer_id = %s),"
-        f" (SELECT COUNT(*) FILTER (WHERE a.created_at >= %s) FROM {answers} a WHERE a.volunteer_id = %s),"
+        # Both counts from the volunteer's own answers (index answer_volunteer_time), never the campaign's:
+        # today's from the range since midnight, this campaign's from the index entries alone (the campaign
+        # is stored in them). Counting a regular's 20,000 answers row by row took 7 ms per next-task.
+        f"SELECT (SELECT COUNT(*) FROM {answers} a WHERE a.volunteer_id = %s AND a.campaign_id = %s),"
+        f" (SELECT COUNT(*) FROM {answers} a WHERE a.volunteer_id = %s AND a.created_at >= %s),"
         f" (SELECT l.id FROM {assignments} l JOIN {tasks} t ON t.id = l.task_id"
         "   WHERE l.campaign_id = %s AND l.volunteer_id = %s AND l.state = %s AND l.expires_at > %s"
         "   AND t.status = %s ORDER BY l.leased_at DESC LIMIT 1)"
@@ -57,10 +58,10 @@ def volunteer_lease_state(
             else ""
         ),
         [
+            volunteer.pk,
             campaign.pk,
             volunteer.pk,
             connection.ops.adapt_datetimefield_value(midnight),
-            volunteer.pk,
             campaign.pk,
             volunteer.pk,
             Assignment.State.LEASED.value,
