@@ -13,7 +13,6 @@ Run: .venv/bin/python benchmarks/abandoned_leases.py [--abandoned 2000] [--lease
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,23 +25,11 @@ import volunteer_load  # its database set-up and campaign generator
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=20_000)
+    volunteer_load.scratch_arguments(parser, database="corroborate_abandoned", tasks=20_000)
     parser.add_argument("--abandoned", type=int, default=2_000, help="tasks leased by volunteers who left")
     parser.add_argument("--leases", type=int, default=200, help="next-task calls timed in each half")
-    parser.add_argument(
-        "--admin-url",
-        default=os.environ.get("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-    )
-    parser.add_argument("--database", default="corroborate_abandoned")
     args = parser.parse_args()
-    volunteer_load.admin_sql(args.admin_url, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-    volunteer_load.admin_sql(args.admin_url, f'CREATE DATABASE "{args.database}"')
-    var_dir = Path("/tmp") / f"{args.database}-var"
-    os.environ.update(
-        volunteer_load.server_env(args.admin_url.rsplit("/", 1)[0] + "/" + args.database, str(var_dir))
-    )
-    try:
-        slug = volunteer_load.populate(args.tasks)
+    with volunteer_load.scratch_campaign(args) as slug:
         from django.db import connection
         from django.utils import timezone
 
@@ -79,9 +66,6 @@ def main() -> None:
             f"next-task: {with_hint:.2f} ms with the hint vs {without_hint:.2f} ms counting every lease "
             f"({100 * (1 - with_hint / without_hint):.0f}% less)"
         )
-        connection.close()
-    finally:
-        volunteer_load.admin_sql(args.admin_url, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Run: .venv/bin/python benchmarks/regular_volunteer.py [--history 20000] [--lease
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,24 +26,12 @@ import volunteer_load  # its database set-up and campaign generator
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=60_000)
+    volunteer_load.scratch_arguments(parser, database="corroborate_regular", tasks=60_000)
     parser.add_argument("--history", type=int, default=20_000, help="the regular's earlier answers")
     parser.add_argument("--others", type=int, default=20_000, help="other volunteers' answers")
     parser.add_argument("--leases", type=int, default=200, help="next-task calls timed for each volunteer")
-    parser.add_argument(
-        "--admin-url",
-        default=os.environ.get("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-    )
-    parser.add_argument("--database", default="corroborate_regular")
     args = parser.parse_args()
-    volunteer_load.admin_sql(args.admin_url, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-    volunteer_load.admin_sql(args.admin_url, f'CREATE DATABASE "{args.database}"')
-    var_dir = Path("/tmp") / f"{args.database}-var"
-    os.environ.update(
-        volunteer_load.server_env(args.admin_url.rsplit("/", 1)[0] + "/" + args.database, str(var_dir))
-    )
-    try:
-        slug = volunteer_load.populate(args.tasks)
+    with volunteer_load.scratch_campaign(args) as slug:
         from django.db import connection
         from django.utils import timezone
 
@@ -115,9 +102,6 @@ def main() -> None:
             f"regular's next-task: {with_index:.2f} ms with index answer_volunteer_time vs "
             f"{without_index:.2f} ms without ({100 * (1 - with_index / without_index):.0f}% less)"
         )
-        connection.close()
-    finally:
-        volunteer_load.admin_sql(args.admin_url, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

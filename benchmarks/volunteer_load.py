@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -49,7 +50,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,33 @@ def populate(n_tasks: int) -> str:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     return campaign.slug
+
+
+def scratch_arguments(parser: argparse.ArgumentParser, *, database: str, tasks: int) -> None:
+    """The options of a benchmark that works in a scratch database of its own (see `scratch_campaign`)."""
+    parser.add_argument("--tasks", type=int, default=tasks)
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    )
+    parser.add_argument("--database", default=database)
+
+
+@contextlib.contextmanager
+def scratch_campaign(args: argparse.Namespace) -> Iterator[str]:
+    """A fresh PostgreSQL database `args.database` holding the load campaign of `args.tasks` tasks
+    (`populate`), with Django set up on it; yields the campaign's slug and drops the database afterwards."""
+    admin_sql(args.admin_url, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+    admin_sql(args.admin_url, f'CREATE DATABASE "{args.database}"')
+    var_dir = Path("/tmp") / f"{args.database}-var"
+    os.environ.update(server_env(args.admin_url.rsplit("/", 1)[0] + "/" + args.database, str(var_dir)))
+    try:
+        yield populate(args.tasks)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        admin_sql(args.admin_url, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
 
 
 def start_server(
