@@ -29,16 +29,13 @@ def main() -> None:
     parser.add_argument("--abandoned", type=int, default=2_000, help="tasks leased by volunteers who left")
     parser.add_argument("--leases", type=int, default=200, help="next-task calls timed in each half")
     args = parser.parse_args()
-    with volunteer_load.scratch_campaign(args) as slug:
+    with volunteer_load.scratch_campaign(args) as campaign:
         from django.db import connection
         from django.utils import timezone
 
         from tasks import services
-        from tasks.models import Campaign, Task, Volunteer
+        from tasks.models import Task, Volunteer
 
-        campaign = Campaign.objects.get(slug=slug)
-        Campaign.objects.filter(pk=campaign.pk).update(min_answers=1, gold_share=0)
-        campaign.refresh_from_db()
         now = timezone.now()
         top = list(Task.objects.filter(campaign=campaign, is_gold=False).order_by("id")[: args.abandoned])
         Task.objects.filter(pk__in=[t.pk for t in top]).update(priority=5.0)  # in progress: served first

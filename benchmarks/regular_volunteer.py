@@ -31,16 +31,13 @@ def main() -> None:
     parser.add_argument("--others", type=int, default=20_000, help="other volunteers' answers")
     parser.add_argument("--leases", type=int, default=200, help="next-task calls timed for each volunteer")
     args = parser.parse_args()
-    with volunteer_load.scratch_campaign(args) as slug:
+    with volunteer_load.scratch_campaign(args) as campaign:
         from django.db import connection
         from django.utils import timezone
 
         from tasks import services
-        from tasks.models import Assignment, Campaign, Task, Volunteer
+        from tasks.models import Assignment, Task, Volunteer
 
-        campaign = Campaign.objects.get(slug=slug)
-        Campaign.objects.filter(pk=campaign.pk).update(min_answers=1, gold_share=0)
-        campaign.refresh_from_db()
         regular, *crowd = Volunteer.objects.bulk_create([Volunteer(is_anonymous=True) for _ in range(201)])
         # History: the regular's answers to the first tasks (a quarter of them in the last day), then the
         # crowd's, all written in SQL (their content does not matter, only how many there are).

@@ -167,15 +167,20 @@ def scratch_arguments(parser: argparse.ArgumentParser, *, database: str, tasks: 
 
 
 @contextlib.contextmanager
-def scratch_campaign(args: argparse.Namespace) -> Iterator[str]:
+def scratch_campaign(args: argparse.Namespace) -> Iterator[Any]:
     """A fresh PostgreSQL database `args.database` holding the load campaign of `args.tasks` tasks
-    (`populate`), with Django set up on it; yields the campaign's slug and drops the database afterwards."""
+    (`populate`), with Django set up on it; yields the campaign, set to serve each task once (minimum one
+    answer) and no gold, and drops the database afterwards."""
     admin_sql(args.admin_url, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
     admin_sql(args.admin_url, f'CREATE DATABASE "{args.database}"')
     var_dir = Path("/tmp") / f"{args.database}-var"
     os.environ.update(server_env(args.admin_url.rsplit("/", 1)[0] + "/" + args.database, str(var_dir)))
     try:
-        yield populate(args.tasks)
+        slug = populate(args.tasks)  # sets Django up
+        from tasks.models import Campaign
+
+        Campaign.objects.filter(slug=slug).update(min_answers=1, gold_share=0)
+        yield Campaign.objects.get(slug=slug)
     finally:
         from django.db import connections
 
