@@ -154,7 +154,6 @@ def _insert_sql(
     names: tuple[str, ...],
     conflict: tuple[str, ...],
     update: tuple[str, ...],
-    returning: tuple[str, ...],
 ) -> str:
     fields = _fields(model, names)
     sql = (
@@ -165,8 +164,6 @@ def _insert_sql(
         targets = ", ".join(col(f) for f in _fields(model, conflict))
         sets = ", ".join(f"{col(f)} = EXCLUDED.{col(f)}" for f in _fields(model, update))
         sql += f" ON CONFLICT ({targets}) DO UPDATE SET {sets}"
-    if returning:
-        sql += " RETURNING " + ", ".join(col(f) for f in _fields(model, returning))
     return sql
 
 
@@ -182,27 +179,27 @@ def insert(
 
     Both PostgreSQL and SQLite (3.35 and later) accept this ON CONFLICT ... DO UPDATE and RETURNING.
     """
-    names = tuple(values)
-    sql = _insert_sql(connection.vendor, model, names, tuple(conflict), tuple(update), tuple(returning))
-    params = [prep(model, name, value) for name, value in values.items()]
+    sql, params = _insert_statement(model, values, conflict, update)
     if not returning:
         execute(sql, params)
         return None
-    row = fetch_one(sql, params)
+    row = fetch_one(f"{sql} RETURNING {', '.join(col(f) for f in _fields(model, tuple(returning)))}", params)
     assert row is not None
     return tuple(convert(model, name, value) for name, value in zip(returning, row, strict=True))
+
+
+def _insert_statement(
+    model: type[models.Model], values: dict[str, Any], conflict: Sequence[str], update: Sequence[str]
+) -> tuple[str, list[Any]]:
+    """The INSERT (or upsert) of one row of these field values, without RETURNING, and its parameters."""
+    sql = _insert_sql(connection.vendor, model, tuple(values), tuple(conflict), tuple(update))
+    return sql, [prep(model, name, value) for name, value in values.items()]
 
 
 def insert_instance(instance: M, *, conflict: Sequence[str] = (), update: Sequence[str] = ()) -> M:
     """INSERT a new model instance's fields as they are (an upsert with `conflict` and `update`): no
     save() hooks and no auto_now, so set every value first. Sets its primary key and returns it."""
-    model = type(instance)
-    values = {
-        f.attname: getattr(instance, f.attname) for f in model._meta.concrete_fields if not f.primary_key
-    }
-    returned = insert(model, values, conflict=conflict, update=update, returning=(model._meta.pk.attname,))  # type: ignore[union-attr]
-    assert returned is not None
-    instance.pk = returned[0]
+    (instance.pk,) = write_together([insert_write(instance, conflict=conflict, update=update)])
     instance._state.adding = False
     return instance
 
@@ -234,9 +231,7 @@ def insert_write(
     values = {
         f.attname: getattr(instance, f.attname) for f in model._meta.concrete_fields if not f.primary_key
     }
-    sql = _insert_sql(connection.vendor, model, tuple(values), tuple(conflict), tuple(update), ())
-    params = [prep(model, name, value) for name, value in values.items()]
-    return Write(sql, params, col(model._meta.pk))  # type: ignore[arg-type]
+    return Write(*_insert_statement(model, values, conflict, update), col(model._meta.pk))  # type: ignore[arg-type]
 
 
 def update_write(model: type[models.Model], pk: Any, values: dict[str, Any]) -> Write:
@@ -256,10 +251,10 @@ def write_together(writes: Sequence[Write]) -> list[Any]:
     On PostgreSQL they are the WITH queries of one statement, which runs them all to completion: they see
     the database as it was before the statement, so none may read what another writes or change the same
     row, and an error in one (a unique constraint, say) fails them all, as it fails the caller's
-    transaction anyway. Elsewhere (SQLite) they run one after another, with the same results. Every
+    transaction anyway. Elsewhere (SQLite), or alone, they run one after another, with the same results. Every
     round trip saved is one less wait between gunicorn and PostgreSQL while the answer holds its task's lock.
     """
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or len(writes) == 1:
         results: list[Any] = []
         for write in writes:
             if write.returning is None:

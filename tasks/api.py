@@ -206,10 +206,8 @@ class NextTaskView(APIView):
 
 
 def lease_next_payload(*, campaign: Campaign, volunteer: Volunteer) -> dict[str, Any] | None:
-    """Lease the volunteer's next task of a live campaign: the next-task body, or None for "nothing left"
-    (also for a blocked volunteer, who is not told). The answers endpoint uses it for ``"next": true``."""
-    if volunteer.is_blocked or campaign.status != Campaign.Status.LIVE:
-        return None
+    """Lease the volunteer's next task: the next-task body, or None for "nothing left". The answers
+    endpoint uses it for ``"next": true``."""
     leased = services.task_lease_next_with_stats(campaign=campaign, volunteer=volunteer)
     if leased is None:
         return None

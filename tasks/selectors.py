@@ -122,12 +122,6 @@ def volunteer_answer_stats(*, campaign: Campaign, volunteer: Volunteer, now: Any
     return volunteer_lease_state(campaign=campaign, volunteer=volunteer, now=now)[0]
 
 
-def _open_leases(*, now: Any, volunteer: Volunteer) -> QuerySet[Assignment]:
-    return Assignment.objects.filter(state=Assignment.State.LEASED, expires_at__gt=now).exclude(
-        volunteer=volunteer
-    )
-
-
 def task_candidate_next(
     *, campaign: Campaign, volunteer: Volunteer, now: Any, gold: bool, exclude: list[int], lock: bool
 ) -> int | None:
@@ -206,10 +200,8 @@ def task_slots_left(*, task: Task, campaign: Campaign, volunteer: Volunteer, now
     Call it while holding the task's row lock: every lease of a task is written under that lock, so the
     count cannot change until the caller commits. Gold tasks have no slot limit.
     """
-    if task.is_gold:
-        return 1
-    open_leases = _open_leases(now=now, volunteer=volunteer).filter(task=task).count()
-    return slots_left(task=task, campaign=campaign, open_leases=open_leases)
+    _, leases = task_for_lease(task_id=task.pk, volunteer=volunteer, now=now)
+    return slots_left(task=task, campaign=campaign, open_leases=leases.count)
 
 
 def campaign_percent_done(campaign: Campaign) -> int:

@@ -284,6 +284,8 @@ def task_lease_next_with_stats(
     committed would otherwise miss it), so a task is never leased to more volunteers than it still needs
     answers. On SQLite the IMMEDIATE transaction serialises writers, so the same re-count is exact.
     """
+    if volunteer.is_blocked or campaign.status != Campaign.Status.LIVE:
+        return None  # a blocked volunteer is not told; a campaign that is not live serves nothing
     now = now or timezone.now()
     integrity_failures = 0
     for attempt in range(LEASE_ATTEMPTS):

@@ -642,19 +642,24 @@ def aggregate(
     task_ll, own_ll = answers.log_likelihood(fit.log_pi)
     raw_post = _softmax(fit.log_prior + task_ll)
     raw_post[gold_tasks] = np.eye(k_vote)[gold_labels]
+
+    def cross_fitted_ll() -> Any:
+        """Each answer's evidence from a refit on the other half of the tasks (gold unclamped)."""
+        return _cross_fitted_answer_ll(
+            answers,
+            method=method,
+            fit=fit,
+            init_post=raw_post,
+            gold_tasks=gold_tasks,
+            gold_labels=gold_labels,
+        )
+
     tau = 1.0
     if calibrate:
         heldout_ll = own_ll
         enough_gold = len(gold_tasks) >= _MIN_GOLD_FOR_CALIBRATION
         if method in ("auto", "dawid_skene", "one_coin") and not enough_gold and len(task_v):
-            heldout_ll = _cross_fitted_answer_ll(
-                answers,
-                method=method,
-                fit=fit,
-                init_post=raw_post,
-                gold_tasks=gold_tasks,
-                gold_labels=gold_labels,
-            )
+            heldout_ll = cross_fitted_ll()
         tau = _fit_temperature(answers, heldout_ll, fit.log_prior, gold_tasks, gold_labels)
     # The label comes from the fitted model; the temperature only tempers its confidence.
     post_v = _softmax(fit.log_prior + tau * task_ll)
@@ -685,15 +690,7 @@ def aggregate(
         # Gold tasks are clamped during EM, so their in-sample evidence was scored by volunteers' confusion
         # matrices fitted on those very labels and looks more reliable than the other tasks'; the fit
         # uses each gold task's evidence from a refit on the other half of the tasks, gold unclamped.
-        heldout_gold_ll = _cross_fitted_answer_ll(
-            answers,
-            method=method,
-            fit=fit,
-            init_post=raw_post,
-            gold_tasks=gold_tasks,
-            gold_labels=gold_labels,
-        )
-        gold_ll = answers.task_sums(heldout_gold_ll)[gold_with_votes]
+        gold_ll = answers.task_sums(cross_fitted_ll())[gold_with_votes]
         gold_pred = np.argmax(fit.log_prior + gold_ll, axis=1)  # the unclamped label
         gold_x, _, _ = _label_logit(fit.log_prior + tau * gold_ll, gold_pred)
         platt = _fit_platt(gold_x, (gold_pred == gold_target).astype(float))
