@@ -88,9 +88,10 @@ def chromium_path() -> str:
 
 @pytest.fixture(autouse=True)
 def _ledger_chained_at_once_in_test_transactions(request: pytest.FixtureRequest) -> None:
-    """Django's TestCase rolls its transaction back instead of committing, so on PostgreSQL the deferred
-    trigger that chains ledger records at COMMIT would never fire: in those transactions it fires at the
-    end of each statement. Tests with transaction=True (and live servers) commit, and keep it deferred."""
+    """Django's TestCase rolls its transaction back instead of committing, so on PostgreSQL ledger records,
+    which are chained right after their transaction commits, would never be: in those transactions a
+    trigger, created in the test's transaction and gone with it, chains each record as it is written.
+    Tests with transaction=True (and live servers) commit, and are chained as in production."""
     from pytest_django.plugin import validate_django_db
 
     marker = request.node.get_closest_marker("django_db")
@@ -105,7 +106,14 @@ def _ledger_chained_at_once_in_test_transactions(request: pytest.FixtureRequest)
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ledger_chain_at_commit IMMEDIATE")
+            cursor.execute(
+                "CREATE FUNCTION corroborate_test_chain_now() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN PERFORM corroborate_ledger_chain_pending(NEW.campaign_id, true); RETURN NULL; END $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER corroborate_test_chain_now AFTER INSERT ON verification_ledgerpending"
+                " FOR EACH ROW EXECUTE FUNCTION corroborate_test_chain_now()"
+            )
 
 
 @pytest.fixture(autouse=True)

@@ -192,9 +192,9 @@ def test_value_dependent_statements_are_planned_per_call_and_key_lookups_reuse_a
         assert cursor.fetchone()[0] == "auto"
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
-        cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = 'corroborate_ledger_chain'")
-        trigger_settings = cursor.fetchone()[0]
+        cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = 'corroborate_ledger_chain_pending'")
+        chainer_settings = cursor.fetchone()[0]
     assert any("INSERT INTO" in text and "tasks_assignment" in text for text in prepared)
     assert not any("ORDER BY t.priority DESC" in text for text in prepared)  # the walk
     assert not any("a.created_at >= " in text for text in prepared)  # the volunteer's counts
-    assert trigger_settings == ["plan_cache_mode=force_custom_plan"]
+    assert chainer_settings == ["plan_cache_mode=force_custom_plan"]

@@ -81,3 +81,20 @@ def refit_all_campaigns() -> list[dict[str, Any]]:
             # One campaign's failure must not stop the others' refits; the next run retries it.
             logger.exception("consensus refit failed", extra={"campaign": campaign.slug})
     return summaries
+
+
+def ledger_chain_all() -> int:
+    """Chain every campaign's ledger records still waiting (PostgreSQL), every minute ("ledger-chain").
+
+    Each record is chained right after its transaction commits, unless another request was chaining that
+    campaign at that moment and had already read what was waiting: then the next commit in the campaign
+    takes it, or, when the campaign fell quiet, this job.
+    """
+    from django.db import connection
+
+    from verification.models import LedgerPending
+
+    if connection.vendor != "postgresql":
+        return 0
+    campaign_ids = LedgerPending.objects.values_list("campaign_id", flat=True).distinct()
+    return sum(max(services.ledger_chain_pending(campaign_id=pk), 0) for pk in campaign_ids)

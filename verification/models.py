@@ -202,12 +202,12 @@ class LedgerHead(models.Model):
 
 
 class LedgerPending(models.Model):
-    """A ledger record waiting for its transaction to commit (PostgreSQL only).
+    """A ledger record committed with the change it records, waiting to be chained (PostgreSQL only).
 
-    A deferred trigger (migration 0003) chains it at COMMIT: it locks the campaign's head, inserts the
-    LedgerEntry with its hash computed from `canonical` and moves the head, then deletes this row. The head
-    lock is then held only while the database commits, never across a round trip to the application.
-    The table is empty outside open transactions.
+    `corroborate_ledger_chain_pending` (migration 0006) chains it right after the commit: it locks the
+    campaign's head, inserts the LedgerEntry with its hash computed from `canonical`, moves the head and
+    deletes this row. A record committed while another request was chaining waits for the next chainer:
+    the next commit in the campaign, any read of the ledger, or the every-minute "ledger-chain" job.
     """
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")

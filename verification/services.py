@@ -61,13 +61,14 @@ def ledger_append_write(*, campaign: Campaign, record: dict[str, Any]) -> fastsq
     that appends it, for the caller to send with its own writes (``fastsql.write_together``); elsewhere
     the record is appended at once and the result is None.
 
-    The campaign's head row is locked while an entry is chained, so concurrent appends form a single chain,
-    and the entry exists if and only if the caller's transaction commits.
+    The record exists if and only if the caller's transaction commits, and the chain has no gap.
 
-    PostgreSQL: the record's canonical text goes to LedgerPending and a deferred trigger (migration 0003)
-    chains it at COMMIT, so the head is locked only while the database commits. Chained in the transaction,
-    the head lock was held across round trips to a busy application and became the queue every answer of a
-    campaign stood in. SQLite: chained here; the IMMEDIATE transaction already holds the write lock.
+    PostgreSQL: the record's canonical text goes to LedgerPending, committed with the caller's change,
+    and is chained into the ledger right after that commit (``ledger_chain_pending``, without waiting for
+    the head: if another request is chaining, it or the next one takes this record too). Every read of the
+    ledger chains what is waiting first. Chained at COMMIT (migration 0003), the head stayed locked until
+    the commit was on disk, so a campaign's answers waited for each other's disk flushes, each holding its
+    task's row lock. SQLite: chained here; the IMMEDIATE transaction already holds the write lock.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger_append must run inside the transaction of the change it records")
@@ -77,6 +78,7 @@ def ledger_append_write(*, campaign: Campaign, record: dict[str, Any]) -> fastsq
         pending = LedgerPending(
             campaign=campaign, canonical=ledger.canonical(record).decode("utf-8"), created_at=created_at
         )
+        _chain_after_commit(campaign.pk)
         return fastsql.insert_write(pending)
     heads = fastsql.table(LedgerHead)
     select = f"SELECT h.id, h.seq, h.head_hash FROM {heads} h WHERE h.campaign_id = %s"
@@ -749,6 +751,43 @@ def evidence_set_derive(*, evidence_set: Any, by: User) -> Any:
     return derived
 
 
+def ledger_chain_pending(*, campaign_id: int, wait: bool = True) -> int:
+    """Chain the campaign's committed ledger records that are waiting (PostgreSQL; elsewhere nothing waits).
+
+    With `wait`, waits for a chainer that holds the campaign's head, so that every record committed before
+    the call is in the ledger when it returns: call it before reading the ledger. Without, it returns -1 at
+    once when another chainer holds the head (that chainer, or the next, takes the waiting records), and
+    commits without waiting for the disk: a chaining lost in a crash leaves its records waiting, and the
+    next chainer chains them again, in the same order. Returns the number of records chained.
+    """
+    if connection.vendor != "postgresql":
+        return 0
+    # One statement, its own transaction unless the caller has one (whose commit must stay synchronous).
+    quiet = not wait and not connection.in_atomic_block
+    row = fastsql.fetch_one(
+        "SELECT "
+        + ("set_config('synchronous_commit', 'off', true), " if quiet else "")
+        + "corroborate_ledger_chain_pending(%s, %s)",
+        [campaign_id, wait],
+    )
+    assert row is not None
+    return int(row[-1])
+
+
+def _chain_after_commit(campaign_id: int) -> None:
+    """Chain the campaign's waiting records once the current transaction commits (once per transaction)."""
+    connection = transaction.get_connection()
+    if any(getattr(f, "ledger_campaign", None) == campaign_id for _, f, _ in connection.run_on_commit):
+        return
+
+    def chain() -> None:
+        ledger_chain_pending(campaign_id=campaign_id, wait=False)
+
+    chain.ledger_campaign = campaign_id  # type: ignore[attr-defined]
+    # Robust: the change is committed whatever happens here; the records wait for the next chainer.
+    transaction.on_commit(chain, robust=True)
+
+
 # ---------------------------------------------------------------- end of researcher workspace section
 
 
@@ -759,8 +798,10 @@ def ledger_verify(*, campaign: Campaign) -> ledger.LedgerProblem | None:
     """The first edit, deletion, insertion or reordering in the campaign's ledger rows, or None when intact.
 
     Rows are read in seq order and re-chained; the chain must end at the LedgerHead (which catches a
-    deleted last row) and the head's seq must be the last row's.
+    deleted last row) and the head's seq must be the last row's. Records waiting to be chained are
+    chained first.
     """
+    ledger_chain_pending(campaign_id=campaign.pk)
     head = LedgerHead.objects.filter(campaign=campaign).first()
     rows = (
         LedgerEntry.objects.filter(campaign=campaign)
@@ -851,6 +892,7 @@ def evidence_export(
     task_ids = list(tasks.order_by("id").values_list("id", flat=True))
     if not task_ids:
         raise ExportError(f"nothing to export: campaign {campaign.slug} has no {scope}")
+    ledger_chain_pending(campaign_id=campaign.pk)  # the package holds every record committed until now
     head = LedgerHead.objects.filter(campaign=campaign).first()
     head_seq, head_hash = (head.seq, head.head_hash) if head else (-1, ledger.GENESIS_HASH)
     last_answer_id = (

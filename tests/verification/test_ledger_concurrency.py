@@ -1,4 +1,5 @@
-"""Concurrent ledger appends on PostgreSQL still form one chain (the LedgerHead row lock serialises them)."""
+"""Concurrent ledger appends on PostgreSQL still form one chain (the LedgerHead row lock serialises the
+chainers), chained right after each commit or, when another request was chaining, by the next chainer."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def test_concurrent_appends_form_one_unbroken_chain(require_postgres: None) -> N
     for thread in threads:
         thread.join()
     assert not errors, errors
+    # Chained after each commit without waiting for the head: a record committed while another thread was
+    # chaining may still wait (for the next commit or the "ledger-chain" job). Reading chains it first.
+    verification_services.ledger_chain_pending(campaign_id=campaign.pk)
     entries = [e.as_line() for e in LedgerEntry.objects.filter(campaign=campaign).order_by("seq")]
     head = LedgerHead.objects.get(campaign=campaign)
     assert len(entries) == 1 + THREADS * APPENDS_PER_THREAD
@@ -56,7 +60,7 @@ def test_concurrent_appends_form_one_unbroken_chain(require_postgres: None) -> N
 
 @pytest.mark.django_db(transaction=True)
 def test_records_are_chained_at_commit_and_vanish_with_a_rollback(require_postgres: None) -> None:
-    """In a transaction of its own the record waits in LedgerPending and the trigger chains it at COMMIT,
+    """In a transaction of its own the record waits in LedgerPending until COMMIT, then is chained at once,
     with the hash the application computes; a rolled-back transaction leaves no entry and no gap."""
     from verification.models import LedgerPending
 
@@ -64,7 +68,9 @@ def test_records_are_chained_at_commit_and_vanish_with_a_rollback(require_postgr
     record = {"type": "test", "text": 'é "quoted" \\ back\nslash', "nested": {"b": 1, "a": [1.5, None, True]}}
     with transaction.atomic():
         verification_services.ledger_append(campaign=campaign, record=record)
-        assert LedgerPending.objects.count() == 1  # not chained yet: the head is not locked until COMMIT
+        assert (
+            LedgerPending.objects.count() == 1
+        )  # not chained yet: the head is not locked until after COMMIT
         assert not LedgerEntry.objects.filter(campaign=campaign, record__type="test").exists()
     with pytest.raises(RuntimeError), transaction.atomic():
         verification_services.ledger_append(campaign=campaign, record={"type": "rolled back"})
@@ -79,3 +85,53 @@ def test_records_are_chained_at_commit_and_vanish_with_a_rollback(require_postgr
     head = LedgerHead.objects.get(campaign=campaign)
     assert (head.seq, head.head_hash) == (last.seq, last.entry_hash)
     assert verification_services.ledger_verify(campaign=campaign) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_left_waiting_is_chained_by_the_next_reader_or_the_job(require_postgres: None) -> None:
+    """While another connection holds the head, the after-commit chainer does not wait: the record stays
+    in LedgerPending, committed. The next chainer takes it; the minute job takes what a quiet campaign left."""
+    import psycopg
+
+    from verification import jobs
+    from verification.models import LedgerPending
+
+    campaign = task_services.campaign_create(slug="held", title="Held", kind=Campaign.Kind.IMAGERY)
+    settings = connection.settings_dict
+    holder = psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"] or 5432,
+        user=settings["USER"],
+        dbname=settings["NAME"],
+        password=settings["PASSWORD"] or None,
+    )
+    try:
+        holder.execute(
+            "SELECT 1 FROM verification_ledgerhead WHERE campaign_id = %s FOR UPDATE", [campaign.pk]
+        )
+        with transaction.atomic():
+            verification_services.ledger_append(campaign=campaign, record={"type": "test", "n": 1})
+        # Committed, not chained, and the request did not wait for the head.
+        assert LedgerPending.objects.filter(campaign=campaign).count() == 1
+        holder.rollback()
+        assert jobs.ledger_chain_all() == 1
+    finally:
+        holder.close()
+    assert not LedgerPending.objects.exists()
+    entries = list(LedgerEntry.objects.filter(campaign=campaign).order_by("seq"))
+    assert [e.record.get("n") for e in entries] == [None, 1]
+    assert verification_services.ledger_verify(campaign=campaign) is None
+    # A later commit chains its own record (and any left behind) at once.
+    with transaction.atomic():
+        verification_services.ledger_append(campaign=campaign, record={"type": "test", "n": 2})
+    assert not LedgerPending.objects.exists()
+    assert LedgerHead.objects.get(campaign=campaign).seq == 2
+
+
+@pytest.mark.django_db
+def test_ledger_chain_schedule_exists_after_migrations() -> None:
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(name="ledger-chain")
+    assert schedule.func == "verification.jobs.ledger_chain_all"
+    assert schedule.schedule_type == Schedule.MINUTES and schedule.minutes == 1 and schedule.repeats < 0
