@@ -167,6 +167,23 @@ def test_newcomers_see_about_forty_percent_gold_in_their_first_twenty_tasks() ->
     assert 0.28 <= gold_seen / 200 <= 0.52
 
 
+def test_each_volunteer_meets_the_gold_tasks_in_an_order_of_their_own_and_each_once() -> None:
+    """Newcomers who arrive together must not all answer the same gold task at the same moment."""
+    campaign = CampaignFactory(gold_share=1.0, min_answers=3, max_answers=5)
+    gold = [TaskFactory(campaign=campaign, is_gold=True, gold_answer={"damage": "intact"}) for _ in range(8)]
+    orders = []
+    for volunteer in [VolunteerFactory() for _ in range(6)]:
+        seen = []
+        while (task := lease(campaign, volunteer)) is not None:
+            assert task.is_gold
+            seen.append(task.pk)
+            answer_submit(task=task, volunteer=volunteer, answer={"damage": "intact"}, client_id=uuid.uuid4())
+        assert sorted(seen) == sorted(t.pk for t in gold)  # every gold task, each once
+        orders.append(tuple(seen))
+    assert len({order[0] for order in orders}) >= 3  # not one first gold task for everyone
+    assert len(set(orders)) == len(orders)
+
+
 def test_next_task_never_shows_other_volunteers_answers_and_reports_progress(client: Client) -> None:
     campaign = CampaignFactory(min_answers=3, max_answers=5, gold_share=0)
     task = TaskFactory(campaign=campaign)
