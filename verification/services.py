@@ -108,6 +108,43 @@ def volunteer_commitment(*, campaign: Campaign, volunteer: Volunteer) -> str:
     return hashlib.sha256(f"{campaign.ledger_salt}:{volunteer.public_id}".encode()).hexdigest()[:32]
 
 
+def ledger_chain_pending(*, campaign_id: int, wait: bool = True) -> int:
+    """Chain the campaign's committed ledger records that are waiting (PostgreSQL; elsewhere nothing waits).
+
+    With `wait`, waits for a chainer that holds the campaign's head, so that every record committed before
+    the call is in the ledger when it returns: call it before reading the ledger. Without, it returns -1 at
+    once when another chainer holds the head (that chainer, or the next, takes the waiting records), and
+    commits without waiting for the disk: a chaining lost in a crash leaves its records waiting, and the
+    next chainer chains them again, in id order. Returns the number of records chained.
+    """
+    if connection.vendor != "postgresql":
+        return 0
+    # One statement, its own transaction unless the caller has one (whose commit must stay synchronous).
+    quiet = not wait and not connection.in_atomic_block
+    row = fastsql.fetch_one(
+        "SELECT "
+        + ("set_config('synchronous_commit', 'off', true), " if quiet else "")
+        + "corroborate_ledger_chain_pending(%s, %s)",
+        [campaign_id, wait],
+    )
+    assert row is not None
+    return int(row[-1])
+
+
+def _chain_after_commit(campaign_id: int) -> None:
+    """Chain the campaign's waiting records once the current transaction commits (once per transaction)."""
+    connection = transaction.get_connection()
+    if any(getattr(f, "ledger_campaign", None) == campaign_id for _, f, _ in connection.run_on_commit):
+        return
+
+    def chain() -> None:
+        ledger_chain_pending(campaign_id=campaign_id, wait=False)
+
+    chain.ledger_campaign = campaign_id  # type: ignore[attr-defined]
+    # Robust: the change is committed whatever happens here; the records wait for the next chainer.
+    transaction.on_commit(chain, robust=True)
+
+
 # ---------------------------------------------------------------- answers
 
 
@@ -749,43 +786,6 @@ def evidence_set_derive(*, evidence_set: Any, by: User) -> Any:
         ),
     )
     return derived
-
-
-def ledger_chain_pending(*, campaign_id: int, wait: bool = True) -> int:
-    """Chain the campaign's committed ledger records that are waiting (PostgreSQL; elsewhere nothing waits).
-
-    With `wait`, waits for a chainer that holds the campaign's head, so that every record committed before
-    the call is in the ledger when it returns: call it before reading the ledger. Without, it returns -1 at
-    once when another chainer holds the head (that chainer, or the next, takes the waiting records), and
-    commits without waiting for the disk: a chaining lost in a crash leaves its records waiting, and the
-    next chainer chains them again, in the same order. Returns the number of records chained.
-    """
-    if connection.vendor != "postgresql":
-        return 0
-    # One statement, its own transaction unless the caller has one (whose commit must stay synchronous).
-    quiet = not wait and not connection.in_atomic_block
-    row = fastsql.fetch_one(
-        "SELECT "
-        + ("set_config('synchronous_commit', 'off', true), " if quiet else "")
-        + "corroborate_ledger_chain_pending(%s, %s)",
-        [campaign_id, wait],
-    )
-    assert row is not None
-    return int(row[-1])
-
-
-def _chain_after_commit(campaign_id: int) -> None:
-    """Chain the campaign's waiting records once the current transaction commits (once per transaction)."""
-    connection = transaction.get_connection()
-    if any(getattr(f, "ledger_campaign", None) == campaign_id for _, f, _ in connection.run_on_commit):
-        return
-
-    def chain() -> None:
-        ledger_chain_pending(campaign_id=campaign_id, wait=False)
-
-    chain.ledger_campaign = campaign_id  # type: ignore[attr-defined]
-    # Robust: the change is committed whatever happens here; the records wait for the next chainer.
-    transaction.on_commit(chain, robust=True)
 
 
 # ---------------------------------------------------------------- end of researcher workspace section
