@@ -193,8 +193,8 @@ def task_candidate_next(
         # active PostgreSQL backends sampled were waiting for a task's row lock, almost all on gold tasks.
         # A campaign's gold tasks are few, so sorting them costs little (0.1 ms per walk for 200).
         # id -> id * m mod (2^31 - 1), a prime, is a permutation for every multiplier m; each volunteer has
-        # their own m. Products stay under 2^62.
-        sql += " ORDER BY (t.id * %s) %% 2147483647, t.id LIMIT 1"
+        # their own m. The id is reduced first, so products stay under 2^62 whatever the ids.
+        sql += " ORDER BY ((t.id %% 2147483647) * %s) %% 2147483647, t.id LIMIT 1"
         params.append(1 + volunteer.pk * 2654435761 % 2147483646)
     else:
         # Ties keep the index order (the heap order of equal keys): ordering by priority alone lets
