@@ -555,11 +555,15 @@ def check_database(acked: list[tuple[int, str]]) -> list[str]:
     missing = [a for a in acked if (a[0], uuid.UUID(a[1])) not in stored]
     if missing:
         problems.append(f"{len(missing)} acknowledged answers missing")
-    # The campaign's ledger, chained at each commit under all that concurrency: intact, one entry an answer.
+    # The campaign's ledger, chained after each commit under all that concurrency: intact, one entry an answer.
     from tasks.models import Campaign
-    from verification.models import LedgerEntry
+    from verification.models import LedgerEntry, LedgerPending
     from verification.services import ledger_verify
 
+    # Records a chainer passed over (another held the head) wait for the next commit, a read or the job.
+    print(
+        f"[database checks] ledger records still waiting after the last run: {LedgerPending.objects.count()}"
+    )
     for campaign in Campaign.objects.all():
         problem = ledger_verify(campaign=campaign)
         if problem is not None:
