@@ -192,10 +192,12 @@ def task_candidate_next(
         # gold task at the same moment, and their answers queued on its row lock: under load, 41% of the
         # active PostgreSQL backends sampled were waiting for a task's row lock, almost all on gold tasks.
         # A campaign's gold tasks are few, so sorting them costs little (0.1 ms per walk for 200).
-        # id -> id * m mod (2^31 - 1), a prime, is a permutation for every multiplier m; each volunteer has
-        # their own m. The id is reduced first, so products stay under 2^62 whatever the ids.
-        sql += " ORDER BY ((t.id %% 2147483647) * %s) %% 2147483647, t.id LIMIT 1"
-        params.append(1 + volunteer.pk * 2654435761 % 2147483646)
+        # id -> (id * m + c) mod (2^31 - 1), a prime, is a permutation for every multiplier m; m and c come
+        # from the volunteer's random public id. (Drawn from consecutive primary keys, they gave consecutive
+        # newcomers the same first gold task.) The id is reduced first, so products stay under 2^62.
+        sql += " ORDER BY ((t.id %% 2147483647) * %s + %s) %% 2147483647, t.id LIMIT 1"
+        spread = volunteer.public_id.int
+        params += [1 + spread % 2147483646, (spread >> 64) % 2147483647]
     else:
         # Ties keep the index order (the heap order of equal keys): ordering by priority alone lets
         # PostgreSQL walk the task_serving index and stop at the first free task instead of sorting them.
