@@ -133,6 +133,13 @@ def run(cursor: Any, sql: str, params: Iterable[Any], *, custom_plan: bool = Fal
     cursor._execute_with_wrappers(sql, params, many=False, executor=unprepared)
 
 
+def no_disk_wait() -> str:
+    """A select-list item that makes the current transaction commit without waiting for its WAL to reach
+    the disk (``set_config(..., true)`` is SET LOCAL), riding on a statement the caller sends anyway:
+    PostgreSQL only, empty elsewhere. Only for writes that may be lost in a crash and redone."""
+    return "set_config('synchronous_commit', 'off', true)" if connection.vendor == "postgresql" else ""
+
+
 def fetch_one(sql: str, params: Iterable[Any], *, custom_plan: bool = False) -> tuple[Any, ...] | None:
     with connection.cursor() as cursor:
         run(cursor, sql, params, custom_plan=custom_plan)

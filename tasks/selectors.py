@@ -52,11 +52,7 @@ def volunteer_lease_state(
         f" (SELECT l.id FROM {assignments} l JOIN {tasks} t ON t.id = l.task_id"
         "   WHERE l.campaign_id = %s AND l.volunteer_id = %s AND l.state = %s AND l.expires_at > %s"
         "   AND t.status = %s ORDER BY l.leased_at DESC LIMIT 1)"
-        + (
-            ", set_config('synchronous_commit', 'off', true)"
-            if asynchronous_commit and connection.vendor == "postgresql"
-            else ""
-        ),
+        + (f", {fastsql.no_disk_wait()}" if asynchronous_commit and fastsql.no_disk_wait() else ""),
         [
             volunteer.pk,
             campaign.pk,

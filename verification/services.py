@@ -123,7 +123,7 @@ def ledger_chain_pending(*, campaign_id: int, wait: bool = True) -> int:
     quiet = not wait and not connection.in_atomic_block
     row = fastsql.fetch_one(
         "SELECT "
-        + ("set_config('synchronous_commit', 'off', true), " if quiet else "")
+        + (f"{fastsql.no_disk_wait()}, " if quiet else "")
         + "corroborate_ledger_chain_pending(%s, %s)",
         [campaign_id, wait],
     )
