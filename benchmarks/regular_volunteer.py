@@ -1,8 +1,9 @@
 """Next-task cost for a regular with a long history, with and without the index on a volunteer's answers.
 
 Every next-task reads the volunteer's answer counts (in this campaign, and in all campaigns today: the gold
-ramp and the progress line). Without an index of their own, those counts visit every answer the volunteer
-ever gave. A regular of Decode Darfur answered thousands of tasks. Same database, same run: a newcomer and a
+ramp and the progress line). The campaign's count is kept with the volunteer's statistics; today's is
+counted from their answers since midnight, which without an index of their own visits every answer the
+volunteer ever gave. A regular of Decode Darfur answered thousands of tasks. Same database, same run: a newcomer and a
 regular with `--history` answers over the past year (a quarter of them today), among other volunteers'
 answers, each leasing `--leases` tasks, with index answer_volunteer_time and then with it dropped. The
 answered tasks are closed, so the next-task walk itself costs both volunteers the same.
@@ -61,6 +62,14 @@ def main() -> None:
                     "UPDATE tasks_task SET status = %s, answer_count = 1 WHERE id IN"
                     " (SELECT task_id FROM verification_answer WHERE volunteer_id = ANY(%s))",
                     [Task.Status.RETIRED.value, volunteer_ids],
+                )
+                # Their statistics rows, as answering writes them (with the exact count of answers here).
+                cursor.execute(
+                    "INSERT INTO verification_volunteerreliability (campaign_id, volunteer_id, reliability,"
+                    " n_answers, answers_given, n_gold, n_gold_correct, flagged, blocked, updated_at)"
+                    " SELECT campaign_id, volunteer_id, 0.7, COUNT(*), COUNT(*), 0, 0, false, false, now()"
+                    " FROM verification_answer WHERE volunteer_id = ANY(%s) GROUP BY campaign_id, volunteer_id",
+                    [volunteer_ids],
                 )
                 cursor.execute(
                     "INSERT INTO tasks_assignment (task_id, volunteer_id, campaign_id, state, leased_at,"

@@ -89,7 +89,11 @@ class VolunteerReliability(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="reliabilities")
     volunteer = models.ForeignKey(Volunteer, on_delete=models.CASCADE, related_name="reliabilities")
     reliability = models.FloatField(default=0.7)
+    # n_answers is the count the last refit's model used; answers_given counts every answer the volunteer
+    # gave in the campaign, exactly, in the answer's own transaction (the gold ramp and the progress line
+    # read it on every next-task instead of counting a regular's thousands of answers).
     n_answers = models.PositiveIntegerField(default=0)
+    answers_given = models.PositiveIntegerField(default=0)
     n_gold = models.PositiveIntegerField(default=0)
     n_gold_correct = models.PositiveIntegerField(default=0)
     flagged = models.BooleanField(default=False)

@@ -309,7 +309,7 @@ def _statistics_write(
     """
     scored = bool(task.is_gold and task.gold_answer and label != UNSURE)
     sets, params = (
-        "n_answers = n_answers + 1, updated_at = %s",
+        "n_answers = n_answers + 1, answers_given = answers_given + 1, updated_at = %s",
         [fastsql.prep(VolunteerReliability, "updated_at", timezone.now())],
     )
     if scored:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import uuid
+from importlib import import_module
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import connections, transaction
 from django.test import Client
 from django.utils import timezone
@@ -15,8 +17,8 @@ from django.utils import timezone
 from tasks import services
 from tasks.models import Assignment, Campaign, Task, Volunteer
 from tests.factories import CampaignFactory, TaskFactory, UserFactory, VolunteerFactory
-from verification.models import Answer
-from verification.services import answer_submit
+from verification.models import Answer, VolunteerReliability
+from verification.services import answer_submit, consensus_recompute_campaign
 
 pytestmark = pytest.mark.django_db
 
@@ -213,6 +215,38 @@ def test_progress_counts_answers_here_and_today() -> None:
     result = services.task_lease_next_with_stats(campaign=campaign, volunteer=volunteer)
     assert result is not None
     assert result.stats == {"answered": 2, "answered_today": 2}
+
+
+def test_the_count_of_answers_here_is_kept_exactly_through_refits_and_the_migration() -> None:
+    """The campaign's count is kept with the volunteer's statistics, answer by answer ("unsure" included);
+    the refit, which rewrites the model's own count, leaves it alone; and the migration that introduced it
+    counted the answers given before it, statistics rows missing included."""
+    campaign = CampaignFactory(gold_share=0, min_answers=1)
+    for _ in range(4):
+        TaskFactory(campaign=campaign)
+    volunteer = VolunteerFactory()
+    for label in ("intact", "unsure", "destroyed"):
+        task = lease(campaign, volunteer)
+        assert task is not None
+        answer_submit(task=task, volunteer=volunteer, answer={"damage": label}, client_id=uuid.uuid4())
+    consensus_recompute_campaign(campaign=campaign)
+    statistics = VolunteerReliability.objects.get(campaign=campaign, volunteer=volunteer)
+    assert statistics.answers_given == 3
+    stats = services.task_lease_next_with_stats(campaign=campaign, volunteer=volunteer)
+    assert stats is not None and stats.stats["answered"] == 3
+
+    other = CampaignFactory(gold_share=0, min_answers=1)
+    TaskFactory(campaign=other)
+    task = lease(other, volunteer)
+    assert task is not None
+    answer_submit(task=task, volunteer=volunteer, answer={"damage": "intact"}, client_id=uuid.uuid4())
+    VolunteerReliability.objects.filter(campaign=campaign).update(answers_given=0)
+    VolunteerReliability.objects.filter(campaign=other).delete()
+    import_module("verification.migrations.0007_reliability_answers_given").count_answers(django_apps, None)
+    assert dict(VolunteerReliability.objects.values_list("campaign_id", "answers_given")) == {
+        campaign.pk: 3,
+        other.pk: 1,
+    }
 
 
 def test_registering_keeps_the_anonymous_volunteers_answers(client: Client) -> None:
