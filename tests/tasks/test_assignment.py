@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from importlib import import_module
 from datetime import timedelta
+from importlib import import_module
 from typing import Any
 
 import pytest
