@@ -203,12 +203,36 @@ def _insert_statement(
     return sql, [prep(model, name, value) for name, value in values.items()]
 
 
-def insert_instance(instance: M, *, conflict: Sequence[str] = (), update: Sequence[str] = ()) -> M:
+def insert_instance(
+    instance: M, *, conflict: Sequence[str] = (), update: Sequence[str] = (), durable: bool = True
+) -> M:
     """INSERT a new model instance's fields as they are (an upsert with `conflict` and `update`): no
-    save() hooks and no auto_now, so set every value first. Sets its primary key and returns it."""
-    (instance.pk,) = write_together([insert_write(instance, conflict=conflict, update=update)])
+    save() hooks and no auto_now, so set every value first. Sets its primary key and returns it.
+
+    ``durable=False``, outside any transaction (autocommit), makes the row's own transaction commit
+    without waiting for the disk on PostgreSQL (``no_disk_wait``): only for a row whose loss in a crash
+    loses nothing else. Any later commit that waits for the disk (an answer) flushes it first, since the
+    log is written in order. Inside a transaction it changes nothing: the caller's commit decides.
+    """
+    write = insert_write(instance, conflict=conflict, update=update)
+    if durable or connection.in_atomic_block or not no_disk_wait():
+        (instance.pk,) = write_together([write])
+    else:
+        row = fetch_one(f"{write.sql} RETURNING {write.returning}, {no_disk_wait()}", write.params)
+        assert row is not None
+        instance.pk = row[0]
     instance._state.adding = False
     return instance
+
+
+def insert_values_without_disk_wait(model: type[models.Model], values: dict[str, Any]) -> None:
+    """INSERT one row of these field values in a transaction of its own that commits without waiting for
+    the disk on PostgreSQL (see `insert_instance`'s ``durable=False``); a plain INSERT elsewhere, or inside
+    a transaction. Raises IntegrityError as the ORM would."""
+    sql, params = _insert_statement(model, values, (), ())
+    if not connection.in_atomic_block and no_disk_wait():
+        sql += f" RETURNING {no_disk_wait()}"
+    execute(sql, params)
 
 
 def update(model: type[models.Model], pk: Any, values: dict[str, Any]) -> int:

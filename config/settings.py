@@ -256,7 +256,9 @@ if REDIS_URL:
 # Sessions are read on every volunteer request: with Redis they are read from the cache (written through).
 SESSION_ENGINE = os.environ.get(
     "SESSION_ENGINE",
-    "django.contrib.sessions.backends.cached_db" if REDIS_URL else "django.contrib.sessions.backends.db",
+    # Django's database-backed stores (cached through Redis when there is one), creating a session in one
+    # round trip (config/sessions.py).
+    "config.sessions",
 )
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -197,7 +197,11 @@ def volunteer_for_request(request: HttpRequest, *, create: bool) -> Volunteer | 
         return volunteer
     volunteer = _session_volunteer(request)
     if volunteer is None and create:
-        volunteer = Volunteer.objects.create(is_anonymous=True)
+        # A newcomer's row commits without waiting for the disk (so does their session, config/sessions.py):
+        # lost in a crash, it takes nothing with it, since their first answer's commit flushes it first.
+        volunteer = fastsql.insert_instance(
+            Volunteer(is_anonymous=True, created_at=timezone.now()), durable=False
+        )
         request.session["volunteer"] = str(volunteer.public_id)
     return volunteer
 
