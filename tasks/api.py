@@ -10,15 +10,15 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from config.throttling import AtomicRateThrottle
 from tasks import selectors, services
 from tasks.media import task_media_urls
 from tasks.models import Assignment, Campaign, Task, Volunteer
 
 
-class VolunteerThrottle(SimpleRateThrottle):
+class VolunteerThrottle(AtomicRateThrottle):
     """Per-session (or per-user) limits, generous for people and tight for scripts; no IP address is kept.
 
     Rates may name a window of several seconds ("10/10s"), for burst limits next to per-minute ones.

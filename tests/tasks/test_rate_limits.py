@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
 import pytest
 from django.test import Client
 
+from config.throttling import AtomicRateThrottle
 from tasks.api import VolunteerThrottle
 from tests.factories import CampaignFactory, TaskFactory
 
@@ -120,3 +122,34 @@ def test_limits_are_off_when_the_setting_says_so(clock: FakeClock, client: Clien
     campaign = CampaignFactory()
     TaskFactory(campaign=campaign)
     assert all(next_task(client, campaign.slug).status_code == 200 for _ in range(60))
+
+
+class _Burst(AtomicRateThrottle):
+    scope = "flood_test"
+    THROTTLE_RATES = {"flood_test": "10/m"}
+
+    def get_cache_key(self, request: Any, view: Any) -> str:
+        return "flood-test"
+
+
+def test_requests_arriving_together_never_pass_the_limit() -> None:
+    """DRF's own throttle reads a client's history, decides, then writes it back, so requests sent at once
+    all read the same history and pass together. Here the decision is atomic (a Lua script on Redis, a lock
+    in memory): 8 threads sending 10 requests each at once get exactly the limit of 10 through."""
+    start = threading.Barrier(8)
+    allowed: list[bool] = []
+
+    def flood() -> None:
+        start.wait()
+        for _ in range(10):
+            allowed.append(_Burst().allow_request(None, None))
+
+    threads = [threading.Thread(target=flood) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(allowed) == 80 and allowed.count(True) == 10
+    refused = _Burst()
+    assert not refused.allow_request(None, None)
+    assert 0 < (refused.wait() or 0) <= 60
