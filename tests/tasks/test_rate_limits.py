@@ -153,3 +153,30 @@ def test_requests_arriving_together_never_pass_the_limit() -> None:
     refused = _Burst()
     assert not refused.allow_request(None, None)
     assert 0 < (refused.wait() or 0) <= 60
+
+
+def test_requests_without_a_session_share_one_budget_and_a_refused_one_creates_nothing(
+    limits_on: None, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A script that throws its cookies away would create a volunteer per request: without an IP address to
+    tell clients apart, newcomers share one site-wide budget (RATE_NEWCOMERS), which volunteers who already
+    hold a session never touch."""
+    from tasks.api import NewcomerThrottle
+    from tasks.models import Volunteer
+
+    monkeypatch.setattr(
+        NewcomerThrottle, "THROTTLE_RATES", {**NewcomerThrottle.THROTTLE_RATES, "newcomers": "5/m"}
+    )
+    campaign = CampaignFactory(gold_share=0)
+    for _ in range(10):
+        TaskFactory(campaign=campaign)
+    newcomers = [Client() for _ in range(6)]
+    assert [next_task(c, campaign.slug).status_code for c in newcomers[:5]] == [200] * 5
+    refused = next_task(newcomers[5], campaign.slug)
+    assert refused.status_code == 429 and 0 < refused.json()["retry_after"] <= 60
+    assert Volunteer.objects.count() == 5 and "sessionid" not in refused.cookies
+    # Volunteers with a session go on; the budget frees up as the minute passes.
+    assert next_task(newcomers[0], campaign.slug).status_code == 200
+    clock.now += 61
+    assert next_task(newcomers[5], campaign.slug).status_code == 200
+    assert Volunteer.objects.count() == 6
