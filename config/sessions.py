@@ -11,7 +11,8 @@ thousands of first requests at once. Here:
   (``fastsql.insert_values_without_disk_wait``). A session lost in a crash loses nothing the volunteer
   gave: it only names their pseudonymous volunteer row, which is written the same way just before, and
   their first answer's commit (which waits for the disk) flushes both first, the log being written in
-  order. The volunteer would just start again as a newcomer.
+  order. The volunteer would just start again as a newcomer. A session created at login (Django rotates
+  the key) is written the same way: lost, the person logs in again; their account is committed before.
 
 Everything else (loading, updating, expiry, the cache) is Django's. ``SessionStore`` is the cached store
 when a cache server (Redis) is configured, the plain database store otherwise: a per-process memory
