@@ -1,7 +1,7 @@
 """Volunteer load: N simulated volunteers doing next-task/answer cycles against the production shape.
 
 Starts gunicorn on this machine with production settings over plain HTTP (SECURE_SSL_REDIRECT=0,
-SECURE_COOKIES=0, rate limits off), PostgreSQL in a fresh database it creates and drops, and Redis as the
+SECURE_COOKIES=0, rate limits off unless --rate-limits: simulated volunteers outpace people), PostgreSQL in a fresh database it creates and drops, and Redis as the
 cache when REDIS_URL is set. A campaign of 40,000 tasks (3 to 5 answers each) is written with bulk_create.
 Each volunteer is one keep-alive HTTP/1.1 connection with its own cookie jar, all on one event loop (a
 minimal client: the generator shares the cores with the server): POST next-task, then POST its answer, again
@@ -62,6 +62,18 @@ LOOKING = 0.8  # paced runs: share of each cycle a volunteer spends looking at t
 # a first lease each, within one cycle interval). Latency is also reported for the requests started after
 # this many seconds, once that flash crowd has been served: the steady state the target is about.
 ARRIVAL_SECONDS = 5.0
+
+
+# --rate-limits: the production defaults (config/settings.py) times 100, so every request pays for its
+# limits as in production and none is refused.
+RATE_LIMITED_BUT_NEVER_REFUSED = {
+    "CORROBORATE_RATE_LIMITS": "1",
+    "RATE_ANSWERS_BURST": "1000/10s",
+    "RATE_ANSWERS": "6000/min",
+    "RATE_NEXT_TASK_BURST": "2000/10s",
+    "RATE_NEXT_TASK": "12000/min",
+    "RATE_NEWCOMERS": "60000/min",
+}
 
 
 def free_port() -> int:
@@ -623,7 +635,8 @@ def report(
     cpu = result["cpu"]
     print(
         f"[{label}] volunteers {args.volunteers}, {result['elapsed']:.1f} s, {shape}, {os.cpu_count()} cores, "
-        f"PostgreSQL, cache {'Redis' if os.environ.get('REDIS_URL') else 'local memory'}"
+        f"PostgreSQL, cache {'Redis' if os.environ.get('REDIS_URL') else 'local memory'}, "
+        f"rate limits {'counted (budgets x100)' if args.rate_limits else 'off'}"
         + (f", offered {offered:.0f} cycles/s" if offered else ", no pause between cycles")
     )
     # Paced runs cannot exceed the offered rate; 2% slack for the phase of the first and last cycles.
@@ -711,6 +724,12 @@ def main() -> None:
         help='two: next-task then answer; one: the answer asks for the next task ("next": true) and '
         "next-task is called only when none came back; both (default): each run twice",
     )
+    parser.add_argument(
+        "--rate-limits",
+        action="store_true",
+        help="keep the rate limits on, as in production, with each volunteer's budgets raised 100-fold: "
+        "the simulated volunteers are faster than people, so the limits are counted but never refuse",
+    )
     parser.add_argument("--database", default="corroborate_load")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
@@ -731,6 +750,8 @@ def main() -> None:
     failed = False
     try:
         env = server_env(database_url, var_dir)
+        if args.rate_limits:
+            env.update(RATE_LIMITED_BUT_NEVER_REFUSED)
         os.environ.update({k: v for k, v in env.items() if k not in os.environ or k in env})
         t0 = time.perf_counter()
         slug = populate(args.tasks)
