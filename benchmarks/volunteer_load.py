@@ -572,7 +572,8 @@ def check_database(acked: list[tuple[int, str]]) -> list[str]:
     from verification.models import LedgerEntry, LedgerPending
     from verification.services import ledger_verify
 
-    # Records a chainer passed over (another held the head) wait for the next commit, a read or the job.
+    # Records no chainer took yet (each process chains at most every LEDGER_CHAIN_INTERVAL seconds, and
+    # passes when another holds the head) wait for the next chainer, a read (as below) or the job.
     print(
         f"[database checks] ledger records still waiting after the last run: {LedgerPending.objects.count()}"
     )

@@ -241,6 +241,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 CORROBORATE_RATE_LIMITS = env_bool("CORROBORATE_RATE_LIMITS", True)
+# PostgreSQL: each process chains a campaign's committed ledger records after a commit at most this often
+# (seconds); in between they wait, committed, for the next chainer, a read of the ledger or the every-minute
+# job (verification/services.py, _chain_after_commit). 0: after every commit.
+LEDGER_CHAIN_INTERVAL = float(os.environ.get("LEDGER_CHAIN_INTERVAL", "0.2"))
 
 CACHES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "corroborate"}

@@ -4,6 +4,7 @@ chainers), chained right after each commit or, when another request was chaining
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -59,10 +60,14 @@ def test_concurrent_appends_form_one_unbroken_chain(require_postgres: None) -> N
 
 
 @pytest.mark.django_db(transaction=True)
-def test_records_are_chained_at_commit_and_vanish_with_a_rollback(require_postgres: None) -> None:
+def test_records_are_chained_at_commit_and_vanish_with_a_rollback(
+    require_postgres: None, settings: Any
+) -> None:
     """In a transaction of its own the record waits in LedgerPending until COMMIT, then is chained at once,
     with the hash the application computes; a rolled-back transaction leaves no entry and no gap."""
     from verification.models import LedgerPending
+
+    settings.LEDGER_CHAIN_INTERVAL = 0  # the chainer after every commit (the interval has its own test)
 
     campaign = task_services.campaign_create(slug="commit", title="Commit", kind=Campaign.Kind.IMAGERY)
     record = {"type": "test", "text": 'é "quoted" \\ back\nslash', "nested": {"b": 1, "a": [1.5, None, True]}}
@@ -88,13 +93,17 @@ def test_records_are_chained_at_commit_and_vanish_with_a_rollback(require_postgr
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_record_left_waiting_is_chained_by_the_next_reader_or_the_job(require_postgres: None) -> None:
+def test_a_record_left_waiting_is_chained_by_the_next_reader_or_the_job(
+    require_postgres: None, settings: Any
+) -> None:
     """While another connection holds the head, the after-commit chainer does not wait: the record stays
     in LedgerPending, committed. The next chainer takes it; the minute job takes what a quiet campaign left."""
     import psycopg
 
     from verification import jobs
     from verification.models import LedgerPending
+
+    settings.LEDGER_CHAIN_INTERVAL = 0
 
     campaign = task_services.campaign_create(slug="held", title="Held", kind=Campaign.Kind.IMAGERY)
     settings = connection.settings_dict
@@ -126,6 +135,45 @@ def test_a_record_left_waiting_is_chained_by_the_next_reader_or_the_job(require_
         verification_services.ledger_append(campaign=campaign, record={"type": "test", "n": 2})
     assert not LedgerPending.objects.exists()
     assert LedgerHead.objects.get(campaign=campaign).seq == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_chains_at_most_once_an_interval_and_every_read_chains_first(
+    require_postgres: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load one chaining call takes a batch: after a commit, a process chains again only once
+    LEDGER_CHAIN_INTERVAL has passed. The records in between wait, committed, and nothing reads the ledger
+    without chaining them first."""
+    from verification.models import LedgerPending
+
+    settings.LEDGER_CHAIN_INTERVAL = 60.0  # nothing in this test waits for it
+    campaign = task_services.campaign_create(slug="batch", title="Batch", kind=Campaign.Kind.IMAGERY)
+    verification_services._chained_after_commit_at.pop(campaign.pk, None)
+    after_commit: list[int] = []
+    chain = verification_services.ledger_chain_pending
+
+    def counted(*, campaign_id: int, wait: bool = True) -> int:
+        if not wait:
+            after_commit.append(campaign_id)
+        return chain(campaign_id=campaign_id, wait=wait)
+
+    monkeypatch.setattr(verification_services, "ledger_chain_pending", counted)
+    for n in range(5):
+        with transaction.atomic():
+            verification_services.ledger_append(campaign=campaign, record={"type": "test", "n": n})
+    assert after_commit == [campaign.pk]  # the first commit chained; the next four wait
+    assert LedgerPending.objects.filter(campaign=campaign).count() == 4
+    assert verification_services.ledger_verify(campaign=campaign) is None  # reading chains them first
+    assert not LedgerPending.objects.exists()
+    assert LedgerHead.objects.get(campaign=campaign).seq == 5
+    # Once the interval has passed, the next commit chains again.
+    verification_services._chained_after_commit_at[campaign.pk] -= 61
+    with transaction.atomic():
+        verification_services.ledger_append(campaign=campaign, record={"type": "test", "n": 5})
+    assert after_commit == [campaign.pk] * 2
+    assert not LedgerPending.objects.exists()
+    entries = [e.record.get("n") for e in LedgerEntry.objects.filter(campaign=campaign).order_by("seq")]
+    assert entries == [None, 0, 1, 2, 3, 4, 5]
 
 
 @pytest.mark.django_db
