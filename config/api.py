@@ -19,6 +19,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             "detail": "Too many requests; please slow down.",
             "retry_after": getattr(exc, "wait", None),
         }
+        # A newcomer refused by the site-wide budget may come in by proving some work instead of waiting.
+        proof = getattr(context.get("request"), "newcomer_proof", None)
+        if proof:
+            response.data["proof"] = proof
     elif isinstance(response.data, list):
         response.data = {"detail": response.data}
     return response

@@ -241,6 +241,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 CORROBORATE_RATE_LIMITS = env_bool("CORROBORATE_RATE_LIMITS", True)
+# A newcomer refused by the site-wide RATE_NEWCOMERS budget may still come in by proving some work: a SHA-256
+# with this many leading zero bits (2^bits hashes on average; 0: no proofs, refused newcomers wait for the
+# window), on a challenge good for this many seconds (config/proof_of_work.py).
+NEWCOMER_PROOF_BITS = int(os.environ.get("NEWCOMER_PROOF_BITS", "16"))
+NEWCOMER_PROOF_SECONDS = int(os.environ.get("NEWCOMER_PROOF_SECONDS", "300"))
 # PostgreSQL: each process chains a campaign's committed ledger records after a commit at most this often
 # (seconds); in between they wait, committed, for the next chainer, a read of the ledger or the every-minute
 # job (verification/services.py, _chain_after_commit). 0: after every commit.

@@ -103,6 +103,7 @@ CLASSIFY_STRINGS = {
     "load_failed": _("Could not load a task; retrying shortly."),
     "send_failed": _("Could not send your answer; it will be retried."),
     "slow_down": _("You are going very fast; please wait a few seconds."),
+    "joining": _("Many people are joining right now; your browser is doing a moment of work to let you in…"),
     "invalid": _("Please check your answer."),
     "correct": _("Well spotted! That matches the experts."),
     "incorrect": _("Not quite: this one was a practice task."),

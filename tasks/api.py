@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config import proof_of_work
 from config.throttling import AtomicRateThrottle
 from tasks import selectors, services
 from tasks.media import task_media_urls
@@ -65,6 +66,16 @@ class NewcomerThrottle(VolunteerThrottle):
         if hasattr(request, "session") and request.session.get("volunteer"):
             return None
         return self.cache_format % {"scope": self.scope, "ident": "all"}
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        if super().allow_request(request, view):
+            return True
+        # Past the budget, a newcomer who shows a proof of work on one of our challenges comes in anyway; one
+        # who does not is refused with a fresh challenge (config/proof_of_work.py, config/api.py).
+        if proof_of_work.proof_admits(request.headers.get(proof_of_work.HEADER, "")):
+            return True
+        request.newcomer_proof = proof_of_work.challenge_for_refused_newcomer()
+        return False
 
 
 class NextTaskThrottle(VolunteerThrottle):
@@ -184,7 +195,13 @@ class NextTaskView(APIView):
         responses={
             200: NextTaskResponse,
             204: OpenApiResponse(description="Nothing left for this volunteer"),
-            429: OpenApiResponse(description="Too many requests; the body says when to retry"),
+            429: OpenApiResponse(
+                description="Too many requests; the body says when to retry (`retry_after`, seconds). A "
+                "newcomer refused by the site-wide budget is also offered `proof`: `challenge`, `bits` and "
+                "`header`; sending the request again with that header set to `challenge#nonce`, where the "
+                "SHA-256 of that value starts with `bits` zero bits, lets the newcomer in at once (once per "
+                "challenge)"
+            ),
         },
         summary="Lease the next task for the calling volunteer",
     )

@@ -188,3 +188,38 @@ def test_phone_viewport_every_control_is_visible_and_tappable(
         page.locator("#submit").tap()
         page.wait_for_selector("#classify[data-answered='1']", state="attached")
     page.close()
+
+
+def test_a_newcomer_past_the_site_wide_budget_gets_in_by_the_browsers_proof_of_work(
+    browser: Any, live_server: Any, imagery_campaign: Campaign, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a launch, the first newcomer spends the budget (here 1 a minute); the second is offered a challenge,
+    and the classify page solves it (16 bits, the default) and shows a task instead of waiting for the window."""
+    from tasks.api import NewcomerThrottle
+
+    settings.CORROBORATE_RATE_LIMITS = True
+    settings.NEWCOMER_PROOF_BITS = 16
+    monkeypatch.setattr(
+        NewcomerThrottle, "THROTTLE_RATES", {**NewcomerThrottle.THROTTLE_RATES, "newcomers": "1/m"}
+    )
+    refusals: list[int] = []
+    pages = []
+    for n in range(2):
+        context = browser.new_context(viewport={"width": 360, "height": 740})
+        page = context.new_page()
+        page.on(
+            "response",
+            lambda r: refusals.append(r.status) if "/next-task" in r.url and r.status == 429 else None,
+        )
+        page.goto(f"{live_server.url}/campaigns/demo-imagery/classify/")
+        wait_ready(page)
+        pages.append(page)
+        assert len(refusals) == n  # the first walked in; the second was refused once, then admitted
+    proof_ms = pages[1].locator("#classify").get_attribute("data-proof-ms")
+    assert proof_ms is not None and int(proof_ms) < 30_000
+    print(f"proof of work in the browser: {proof_ms} ms")
+    assert pages[0].locator("#classify").get_attribute("data-proof-ms") is None
+    assert Volunteer.objects.count() == 2
+    shot(pages[1], "newcomer-admitted-by-proof")
+    for page in pages:
+        page.context.close()

@@ -180,3 +180,64 @@ def test_requests_without_a_session_share_one_budget_and_a_refused_one_creates_n
     clock.now += 61
     assert next_task(newcomers[5], campaign.slug).status_code == 200
     assert Volunteer.objects.count() == 6
+
+
+def test_a_newcomer_past_the_budget_comes_in_with_a_proof_of_work_and_the_proof_is_spent(
+    limits_on: None, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """At a launch more real people may arrive than RATE_NEWCOMERS lets in; the one refused is offered a
+    challenge, and a proof of work on it (what the classify page computes) lets them in at once, once."""
+    from tasks.api import NewcomerThrottle
+    from tasks.models import Volunteer
+    from tests.test_proof_of_work import solve
+
+    settings.NEWCOMER_PROOF_BITS = 12
+    monkeypatch.setattr(
+        NewcomerThrottle, "THROTTLE_RATES", {**NewcomerThrottle.THROTTLE_RATES, "newcomers": "1/m"}
+    )
+    campaign = CampaignFactory(gold_share=0)
+    for _ in range(5):
+        TaskFactory(campaign=campaign)
+    assert next_task(Client(), campaign.slug).status_code == 200
+    refused = next_task(Client(), campaign.slug)
+    assert refused.status_code == 429
+    offer = refused.json()["proof"]
+    assert offer["bits"] == 12 and offer["header"] == "X-Newcomer-Proof" and offer["expires_in"] == 300
+    assert Volunteer.objects.count() == 1
+    proof = solve(offer["challenge"], offer["bits"])
+    newcomer = Client()
+    admitted = newcomer.post(
+        f"/api/v1/campaigns/{campaign.slug}/next-task",
+        content_type="application/json",
+        headers={"X-Newcomer-Proof": proof},
+    )
+    assert admitted.status_code == 200 and admitted.json()["task"]["id"]
+    assert Volunteer.objects.count() == 2
+    # The admitted newcomer now holds a session and never meets the budget again.
+    assert next_task(newcomer, campaign.slug).status_code == 200
+    # The same proof does not admit anybody else: they are offered a challenge of their own.
+    again = Client().post(
+        f"/api/v1/campaigns/{campaign.slug}/next-task",
+        content_type="application/json",
+        headers={"X-Newcomer-Proof": proof},
+    )
+    assert again.status_code == 429 and again.json()["proof"]["challenge"] != offer["challenge"]
+    assert Volunteer.objects.count() == 2
+
+
+def test_with_proofs_turned_off_a_refused_newcomer_only_waits(
+    limits_on: None, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    from tasks.api import NewcomerThrottle
+
+    settings.NEWCOMER_PROOF_BITS = 0
+    monkeypatch.setattr(
+        NewcomerThrottle, "THROTTLE_RATES", {**NewcomerThrottle.THROTTLE_RATES, "newcomers": "1/m"}
+    )
+    campaign = CampaignFactory(gold_share=0)
+    TaskFactory(campaign=campaign)
+    TaskFactory(campaign=campaign)
+    assert next_task(Client(), campaign.slug).status_code == 200
+    refused = next_task(Client(), campaign.slug)
+    assert refused.status_code == 429 and "proof" not in refused.json()
+    assert 0 < refused.json()["retry_after"] <= 60

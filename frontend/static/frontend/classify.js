@@ -32,12 +32,14 @@
     return match ? decodeURIComponent(match[1]) : "";
   }
 
-  async function api(method, url, body) {
+  async function api(method, url, body, extraHeaders) {
     try {
       const response = await fetch(url, {
         method,
         credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": cookie("csrftoken"), Accept: "application/json" },
+        headers: Object.assign(
+          { "Content-Type": "application/json", "X-CSRFToken": cookie("csrftoken"), Accept: "application/json" },
+          extraHeaders || {}),
         body: body ? JSON.stringify(body) : undefined,
       });
       let data = null;
@@ -379,8 +381,8 @@
     if (first && document.activeElement && document.activeElement.id === "feedback-next") first.focus();
   }
 
-  async function lease() {
-    const { status, data } = await api("POST", `/api/v1/campaigns/${slug}/next-task`);
+  async function lease(headers) {
+    const { status, data } = await api("POST", `/api/v1/campaigns/${slug}/next-task`, undefined, headers);
     return { status, data };
   }
 
@@ -406,9 +408,22 @@
       root.dataset.done = "1";
       return;
     }
+    if (status === 429 && data && data.proof && data.proof.challenge) {
+      // The site is busy with newcomers: a moment of work by this browser lets us in instead of waiting.
+      $("progress").textContent = T.joining;
+      admitWithProof(data.proof);
+      return;
+    }
     const wait = status === 429 && data && data.retry_after ? Math.ceil(data.retry_after) * 1000 : 5000;
     $("progress").textContent = status === 429 ? T.slow_down : ((data && data.detail) || T.load_failed);
     setTimeout(next, wait);
+  }
+
+  async function admitWithProof(proof) {
+    const started = Date.now();
+    const solved = await window.CorroborateProof.solve(proof.challenge, proof.bits);
+    root.dataset.proofMs = String(Date.now() - started);
+    handleLease(await lease({ [proof.header || "X-Newcomer-Proof"]: solved }));
   }
 
   function graphicRun(wasGraphic) {
