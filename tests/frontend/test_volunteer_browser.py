@@ -8,73 +8,19 @@ from typing import Any
 
 import pytest
 
-from tasks import services
-from tasks.models import Campaign, Task, Volunteer
-from tests.factories import UserFactory
+from tasks.models import Campaign, Volunteer
+from tests.frontend.conftest import GOLD_EXPLANATION, wait_ready
 from verification.models import Answer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-GOLD_EXPLANATION = "The huts visible before are replaced by dark ash rings after."
 SCREENSHOTS = os.environ.get("CORROBORATE_SCREENSHOTS")  # a folder: the test saves what it saw there
-
-
-@pytest.fixture(scope="session")
-def demo_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fixtures.synthetic_video import make_demo_video
-
-    path = tmp_path_factory.mktemp("video") / "market-street.mp4"
-    make_demo_video(path)
-    return path
-
-
-@pytest.fixture
-def imagery_campaign(demo_pair: Any) -> Campaign:
-    before, after, _ = demo_pair
-    campaign = services.campaign_create(
-        slug="demo-imagery",
-        title="Decode Darfur (demo)",
-        kind=Campaign.Kind.IMAGERY,
-        description="Villages.",
-        gold_share=1.0,  # the gold task comes first, so that the journey always meets it
-    )
-    services.source_ingest_imagery(campaign=campaign, before=before, after=after)
-    gold = Task.objects.filter(campaign=campaign).order_by("id").first()
-    assert gold is not None
-    services.task_mark_gold(
-        task=gold, answer={"damage": "destroyed"}, explanation=GOLD_EXPLANATION, by=UserFactory()
-    )
-    campaign.tutorial = [
-        {"title": "Compare two dates", "text": "Before and after.", "example": "destroyed"},
-        {"title": "Look for huts", "text": "Round pale roofs.", "task": gold.pk},
-    ]
-    campaign.save(update_fields=["tutorial"])
-    return campaign
-
-
-@pytest.fixture
-def video_campaign(demo_video: Path) -> Campaign:
-    campaign = services.campaign_create(
-        slug="demo-video", title="Verify the footage (demo)", kind=Campaign.Kind.VIDEO, gold_share=0
-    )
-    services.source_ingest_video(campaign=campaign, path=demo_video)
-    first = Task.objects.filter(campaign=campaign).order_by("id").first()
-    assert first is not None
-    Task.objects.filter(pk=first.pk).update(flags={"graphic": True}, priority=5)
-    return campaign
 
 
 def shot(page: Any, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
-
-
-def wait_ready(page: Any) -> str:
-    page.wait_for_selector("#classify[data-ready='1']", state="attached")
-    task_id = page.locator("#classify").get_attribute("data-task-id")
-    assert task_id
-    return task_id
 
 
 def test_new_volunteer_tutorial_keyboard_imagery_mouse_video_and_gold_feedback(
