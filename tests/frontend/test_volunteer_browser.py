@@ -169,3 +169,32 @@ def test_a_newcomer_past_the_site_wide_budget_gets_in_by_the_browsers_proof_of_w
     shot(pages[1], "newcomer-admitted-by-proof")
     for page in pages:
         page.context.close()
+
+
+def test_when_proofs_keep_being_refused_the_page_stops_working_and_waits(
+    browser: Any, live_server: Any, imagery_campaign: Campaign, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proof can be refused (too old, say); the page solves a fresh challenge, but after three refusals in a
+    row it stops spending the phone's battery and waits for the window, as before proofs existed."""
+    from config import proof_of_work
+    from tasks.api import NewcomerThrottle
+
+    settings.CORROBORATE_RATE_LIMITS = True
+    settings.NEWCOMER_PROOF_BITS = 8
+    monkeypatch.setattr(
+        NewcomerThrottle, "THROTTLE_RATES", {**NewcomerThrottle.THROTTLE_RATES, "newcomers": "1/m"}
+    )
+    monkeypatch.setattr(proof_of_work, "proof_admits", lambda proof: False)
+    first = browser.new_context().new_page()
+    first.goto(f"{live_server.url}/campaigns/demo-imagery/classify/")
+    wait_ready(first)
+    page = browser.new_context().new_page()
+    proofs: list[str] = []
+    page.on("request", lambda r: proofs.append(r.url) if r.headers.get("x-newcomer-proof") else None)
+    page.goto(f"{live_server.url}/campaigns/demo-imagery/classify/")
+    page.wait_for_selector("#progress:has-text('very fast')")
+    page.wait_for_timeout(1500)
+    assert len(proofs) == 3
+    assert page.locator("#classify").get_attribute("data-ready") != "1"
+    first.context.close()
+    page.context.close()

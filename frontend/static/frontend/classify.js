@@ -22,6 +22,8 @@
   let lastActivity = Date.now();
   let pending = null;            // promise of the next lease: brought back by the answer, or asked for
   let sending = false;
+  let proofsRefused = 0;         // proofs of work refused in a row (see handleLease)
+  const MAX_PROOFS_REFUSED = 3;
 
   function fmt(text, values) {
     return String(text).replace(/%\((\w+)\)s/g, (_, k) => (values && k in values ? values[k] : ""));
@@ -398,7 +400,7 @@
   }
 
   function handleLease({ status, data }) {
-    if (status === 200) { show(data); return; }
+    if (status === 200) { proofsRefused = 0; show(data); return; }
     if (status === 204) {
       current = null;
       $("stage").hidden = true;
@@ -408,7 +410,9 @@
       root.dataset.done = "1";
       return;
     }
-    if (status === 429 && data && data.proof && data.proof.challenge) {
+    // A proof can be refused (it expired in a background tab, say): solve a fresh one, but after a few
+    // refusals in a row stop spending the phone's battery and wait for the window instead.
+    if (status === 429 && data && data.proof && data.proof.challenge && proofsRefused < MAX_PROOFS_REFUSED) {
       // The site is busy with newcomers: a moment of work by this browser lets us in instead of waiting.
       $("progress").textContent = T.joining;
       admitWithProof(data.proof);
@@ -423,7 +427,9 @@
     const started = Date.now();
     const solved = await window.CorroborateProof.solve(proof.challenge, proof.bits);
     root.dataset.proofMs = String(Date.now() - started);
-    handleLease(await lease({ [proof.header || "X-Newcomer-Proof"]: solved }));
+    const got = await lease({ [proof.header || "X-Newcomer-Proof"]: solved });
+    if (got.status === 429) proofsRefused += 1;
+    handleLease(got);
   }
 
   function graphicRun(wasGraphic) {
