@@ -252,6 +252,46 @@ def test_auto_accuracy_and_calibration_on_public_crowds(name: str) -> None:
     assert expected_calibration_error(result.confidence[has_gold], correct) <= ece_bound
 
 
+def test_an_organised_group_always_denying_is_flagged_and_moves_no_consensus() -> None:
+    """A third of the answers to every task of a real crowd (rte) come from 30 colluding accounts that always
+    answer the same label: they overturn majority vote on many tasks whose truth is the other label, while
+    `auto` learns that their answer says nothing, flags every one of them and keeps its accuracy
+    (benchmarks/collusion.py measures this and a subtler group on every public crowd)."""
+    task, worker, label, n_tasks, n_workers, n_classes, gold = load_crowd("rte")
+    rng = np.random.default_rng(0)
+    denied = int(np.argmin(np.bincount(gold[gold >= 0], minlength=n_classes)))
+    per_task = np.bincount(task, minlength=n_tasks)
+    extra = np.rint(per_task * 0.5).astype(int)  # a third of all answers
+    bad_task = np.repeat(np.arange(n_tasks), extra)
+    bad_worker = n_workers + np.concatenate([rng.choice(30, size=n, replace=False) for n in extra])
+    attacked_task = np.concatenate([task, bad_task])
+    attacked_worker = np.concatenate([worker, bad_worker])
+    attacked_label = np.concatenate([label, np.full(len(bad_task), denied)])
+    target = (gold >= 0) & (gold != denied)
+
+    def majority(tasks: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        votes = np.zeros((n_tasks, n_classes))
+        np.add.at(votes, (tasks, labels), 1)
+        return votes.argmax(axis=1)
+
+    honest = aggregate(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes)
+    attacked = aggregate(
+        attacked_task,
+        attacked_worker,
+        attacked_label,
+        n_tasks=n_tasks,
+        n_workers=n_workers + 30,
+        n_classes=n_classes,
+    )
+    accuracy = lambda labels: float((labels == gold)[target].mean())  # noqa: E731
+    assert accuracy(majority(task, label)) - accuracy(majority(attacked_task, attacked_label)) > 0.15
+    assert abs(accuracy(attacked.labels) - accuracy(honest.labels)) <= 0.01
+    assert flag_unreliable(attacked)[n_workers:].all()
+    # rte has random clickers of its own; the only honest volunteers flagged are those at chance without the attack.
+    near_chance = honest.worker_reliability <= honest.worker_chance + 0.05
+    assert not (flag_unreliable(attacked)[:n_workers] & ~near_chance).any()
+
+
 def test_million_answers_aggregate_quickly() -> None:
     rng = np.random.default_rng(0)
     n_tasks, n_workers, n = 100_000, 5_000, 1_000_000
