@@ -4,7 +4,8 @@ Requests without a volunteer session share one budget (``RATE_NEWCOMERS``), sinc
 nothing tells their senders apart. A campaign launch can bring more real people than that budget; instead of
 making them wait for the next window, a refused newcomer gets a signed challenge and comes back with a nonce
 whose SHA-256, taken over ``challenge + "#" + nonce``, starts with the challenge's number of zero bits (2^16 hashes
-on average by default: a fraction of a second in a phone's browser, see ``static/frontend/classify.js``). A
+on average by default: about a tenth of a second in headless Chromium on a 2-core server, several times that on a
+slow phone; ``frontend/static/frontend/proof.js``, ``benchmarks/newcomer_proof.py``). A
 challenge is good for one admission only, within ``NEWCOMER_PROOF_SECONDS`` of being issued; the difficulty is
 inside the signed challenge, so no client can choose an easier one.
 """
