@@ -249,3 +249,19 @@ def test_promotion_from_the_page(campaign, client, owner):
     assert response.status_code == 302
     assert Task.objects.get(campaign=follow_up).promoted_from_id == task.pk
     assert client.post("/researcher/darfur/promote/", {"target": follow_up.pk}).status_code == 400
+
+
+def test_the_workspace_names_states_and_roles_in_french_when_chosen(client: Client, campaign: Any) -> None:
+    """Campaign states, roles and task states are values in the database; the pages name them in the
+    researcher's language (frontend/templatetags/labels.py), with the agreement French needs."""
+    TaskFactory(campaign=campaign)
+    TaskFactory(campaign=campaign, status=Task.Status.RETIRED)
+    english = client.get("/researcher/darfur/").content.decode()
+    assert ">Live<" in english and ">owner<" in english and "<span>retired</span>" in english
+    client.post("/i18n/setlang/", {"language": "fr", "next": "/"})
+    page = client.get("/researcher/darfur/").content.decode()
+    assert ">En ligne<" in page and ">propriétaire<" in page
+    assert "<span>ouvertes</span>" in page and "<span>retirées</span>" in page
+    assert "Imagerie ·" in page
+    task = Task.objects.filter(campaign=campaign, status=Task.Status.RETIRED).get()
+    assert ">retirée<" in client.get(f"/researcher/darfur/tasks/{task.pk}/").content.decode()
