@@ -385,12 +385,47 @@ def map_data(request: HttpRequest, slug: str) -> JsonResponse:
 # ---------------------------------------------------------------- review
 
 
+REVIEW_PAGE_SIZE = 100
+
+
 @login_required
 @require_GET
 def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
     campaign, role = _campaign_for(request, slug)
+    # The crowd labels a reviewer can narrow the queue to: the primary question's choices.
+    primary: dict[str, Any] = next(
+        (
+            q
+            for q in campaign.question_set.get("questions", [])
+            if q.get("key") == campaign.question_set.get("primary")
+        ),
+        {},
+    )
+    labels = [str(c["value"]) for c in primary.get("choices", []) if "value" in c]
+    label = request.GET.get("label") or None
+    if label not in labels:
+        label = None
+    total = verification_selectors.review_queue_count(campaign, label=label)
+    pages = max(1, -(-total // REVIEW_PAGE_SIZE))
+    try:
+        page = min(max(1, int(request.GET.get("page", "1"))), pages)
+    except ValueError:
+        page = 1
+    offset = (page - 1) * REVIEW_PAGE_SIZE
+    rows = verification_selectors.review_queue(campaign, limit=REVIEW_PAGE_SIZE, offset=offset, label=label)
     return _page(
-        request, "researcher_review.html", campaign, role, rows=verification_selectors.review_queue(campaign)
+        request,
+        "researcher_review.html",
+        campaign,
+        role,
+        rows=rows,
+        total=total,
+        page=page,
+        pages=pages,
+        first=offset + 1 if rows else 0,
+        last=offset + len(rows),
+        labels=labels,
+        label=label or "",
     )
 
 

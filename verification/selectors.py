@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Case, QuerySet, Value, When
 
 from tasks.models import Campaign, Task
 from verification.models import Consensus, Decision
@@ -253,27 +253,37 @@ def volunteer_table(campaign: Campaign) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["answers"], r["pseudonym"]))
 
 
-def review_queue(campaign: Campaign, *, limit: int = 200) -> list[dict[str, Any]]:
-    """Tasks that need a reviewer: needs_review first, then answered tasks below the retirement confidence."""
-    decisions = latest_decisions(campaign)
-    queryset = (
-        consensus_rows(campaign)
-        .filter(
-            Q(status=Task.Status.NEEDS_REVIEW)
-            | Q(
-                status__in=[Task.Status.OPEN, Task.Status.RETIRED],
-                consensus__n_answers__gt=0,
-                consensus__confidence__lt=campaign.retirement_confidence,
-            )
+def _review_queryset(campaign: Campaign, *, label: str | None = None) -> QuerySet[Task]:
+    """Tasks that need a reviewer, in the order a reviewer should take them: needs_review first, then answered
+    tasks below the retirement confidence; least confident first within each."""
+    queryset = consensus_rows(campaign).filter(
+        Q(status=Task.Status.NEEDS_REVIEW)
+        | Q(
+            status__in=[Task.Status.OPEN, Task.Status.RETIRED],
+            consensus__n_answers__gt=0,
+            consensus__confidence__lt=campaign.retirement_confidence,
         )
-        .order_by("consensus__confidence", "id")
     )
-    rows = [
+    if label:
+        queryset = queryset.filter(consensus__label=label)
+    return queryset.annotate(
+        review_rank=Case(When(status=Task.Status.NEEDS_REVIEW, then=Value(0)), default=Value(1))
+    ).order_by("review_rank", "consensus__confidence", "id")
+
+
+def review_queue(
+    campaign: Campaign, *, limit: int = 200, offset: int = 0, label: str | None = None
+) -> list[dict[str, Any]]:
+    """One page of the review queue (see ``_review_queryset``), optionally of one crowd label."""
+    decisions = latest_decisions(campaign)
+    return [
         {**consensus_row(task, decisions), "reason": getattr(getattr(task, "consensus", None), "reason", "")}
-        for task in queryset[: limit * 2]
+        for task in _review_queryset(campaign, label=label)[offset : offset + limit]
     ]
-    rows.sort(key=lambda r: (r["status"] != Task.Status.NEEDS_REVIEW, r["confidence"], r["task_id"]))
-    return rows[:limit]
+
+
+def review_queue_count(campaign: Campaign, *, label: str | None = None) -> int:
+    return _review_queryset(campaign, label=label).count()
 
 
 def task_answers(task: Task) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -265,3 +266,35 @@ def test_the_workspace_names_states_and_roles_in_french_when_chosen(client: Clie
     assert "Imagerie ·" in page
     task = Task.objects.filter(campaign=campaign, status=Task.Status.RETIRED).get()
     assert ">retirée<" in client.get(f"/researcher/darfur/tasks/{task.pk}/").content.decode()
+
+
+def test_the_review_queue_pages_through_every_waiting_task_in_order_and_filters_by_label(
+    client: Client, campaign: Any
+) -> None:
+    """A hard campaign sends hundreds of tasks to review: the queue says how many wait, shows them a page at a
+    time (needs review first, then the least confident), and narrows to one crowd label."""
+    from verification.models import Consensus
+
+    def waiting(status: str, confidence: float, label: str) -> Task:
+        task = TaskFactory(campaign=campaign, status=status)
+        Consensus.objects.create(task=task, label=label, confidence=confidence, n_answers=3, agreement=0.6)
+        return task
+
+    # Needs-review tasks even when fairly confident must come before every merely uncertain open task.
+    late_review = [waiting(Task.Status.NEEDS_REVIEW, 0.9, "intact") for _ in range(3)]
+    uncertain = [
+        waiting(Task.Status.OPEN, 0.3 + i / 1000, "destroyed" if i % 2 else "intact") for i in range(150)
+    ]
+    waiting(Task.Status.RETIRED, 0.99, "intact")  # settled: not in the queue
+    first = client.get("/researcher/darfur/review/").content.decode()
+    assert "153 tasks wait for a reviewer." in first and "Showing 1–100." in first and "Page 1 of 2" in first
+    ids = [int(m) for m in re.findall(r'<tr data-task="(\d+)">', first)]
+    assert ids[:3] == sorted(t.pk for t in late_review) and ids[3] == uncertain[0].pk and len(ids) == 100
+    second = client.get("/researcher/darfur/review/?page=2").content.decode()
+    more = [int(m) for m in re.findall(r'<tr data-task="(\d+)">', second)]
+    assert len(more) == 53 and not set(ids) & set(more) and "Showing 101–153." in second
+    only = client.get("/researcher/darfur/review/?label=destroyed").content.decode()
+    assert "75 tasks wait for a reviewer." in only and 'rel="next"' not in only
+    # A page or label that does not exist falls back to what does.
+    assert client.get("/researcher/darfur/review/?page=99&label=nonsense").status_code == 200
+    assert "Page 2 of 2" in client.get("/researcher/darfur/review/?page=99").content.decode()
