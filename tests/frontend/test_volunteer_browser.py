@@ -198,3 +198,24 @@ def test_when_proofs_keep_being_refused_the_page_stops_working_and_waits(
     assert page.locator("#classify").get_attribute("data-ready") != "1"
     first.context.close()
     page.context.close()
+
+
+def test_the_pages_sha256_agrees_with_pythons_across_every_padding_boundary(browser: Any) -> None:
+    """proof.js hashes a challenge's whole blocks once and the rest per try, in one or two blocks: every
+    length from 0 to 140 bytes (both sides of 55/56 and 64 in each block), non-ASCII included, must give
+    proofs that Python's hashlib accepts."""
+    from config import proof_of_work
+
+    script = (Path(__file__).resolve().parents[2] / "frontend/static/frontend/proof.js").read_text()
+    page = browser.new_page()
+    page.set_content("<!doctype html><title>proof</title>")
+    page.add_script_tag(content=script)
+    challenges = ["x" * n for n in range(141)] + ["é" * 40, "1.Zürich:ø:" + "s" * 50]
+    proofs = page.evaluate(
+        "async (cs) => { const out = []; for (const c of cs) out.push(await window.CorroborateProof.solve(c, 6)); return out; }",
+        challenges,
+    )
+    for challenge, proof in zip(challenges, proofs, strict=True):
+        assert proof.rsplit("#", 1)[0] == challenge
+        assert proof_of_work.proof_holds(proof, 6), (len(challenge.encode()), proof)
+    page.close()
