@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from tasks.models import Campaign, CampaignMembership, Task
-from tasks.questions import QuestionSetError, validate_question_set
+from tasks.questions import UNSURE, QuestionSetError, validate_question_set
 
 AOI_MAX_BYTES = 5 * 1024 * 1024
 CSV_MAX_BYTES = 5 * 1024 * 1024
@@ -190,6 +190,22 @@ class DecisionForm(forms.Form):
         if not note:
             raise forms.ValidationError("a note explaining the decision is required")
         return note
+
+
+class AuditDrawForm(forms.Form):
+    size = forms.IntegerField(label="Tasks to draw", min_value=1, max_value=500, initial=50)
+
+
+class AuditAnswerForm(forms.Form):
+    label = forms.ChoiceField(label="Your answer", widget=forms.RadioSelect)
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, *args: Any, campaign: Campaign, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = primary_choices(campaign)
+        if UNSURE not in {value for value, _ in choices}:
+            choices.append((UNSURE, "Unsure"))
+        self.fields["label"].choices = choices  # type: ignore[attr-defined]
 
 
 class GoldForm(forms.Form):

@@ -473,6 +473,88 @@ def _gold_initial(task: Task, consensus: Any) -> dict[str, Any]:
     return {"label": consensus.label if consensus else None}
 
 
+# ---------------------------------------------------------------- sampled expert audit
+
+
+@login_required
+@require_GET
+def audit(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, role = _campaign_for(request, slug)
+    return _page(
+        request,
+        "researcher_audit.html",
+        campaign,
+        role,
+        report=verification_selectors.audit_report(campaign),
+        next_item=verification_selectors.audit_next(campaign),
+        draw_form=forms.AuditDrawForm(),
+    )
+
+
+@login_required
+@require_POST
+def audit_draw(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign, _role = _campaign_for(request, slug, REVIEWER)
+    form = forms.AuditDrawForm(request.POST)
+    if form.is_valid():
+        try:
+            items = verification_services.audit_draw(
+                campaign=campaign, size=form.cleaned_data["size"], by=_user(request)
+            )
+        except AnswerError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"{len(items)} tasks drawn for the audit.")
+    else:
+        messages.error(request, "; ".join(str(e) for errors in form.errors.values() for e in errors))
+    return redirect("researcher-audit", slug=campaign.slug)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def audit_item(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
+    """One drawn task, answered blind: the page shows the task and the question, never the crowd's label."""
+    campaign, role = _campaign_for(request, slug, REVIEWER)
+    item = get_object_or_404(verification_selectors.audit_items(campaign), task_id=task_id)
+    form = forms.AuditAnswerForm(request.POST or None, campaign=campaign)
+    status = 200
+    if request.method == "POST" and item.audited_at is None:
+        if form.is_valid():
+            try:
+                verification_services.audit_answer(
+                    item=item,
+                    label=form.cleaned_data["label"],
+                    note=form.cleaned_data["note"],
+                    by=_user(request),
+                )
+            except AnswerError as exc:
+                form.add_error(None, exc.message)
+            else:
+                following = verification_selectors.audit_next(campaign)
+                if following is None:
+                    messages.success(request, "Audit sample answered.")
+                    return redirect("researcher-audit", slug=campaign.slug)
+                return redirect("researcher-audit-item", slug=campaign.slug, task_id=following.task_id)
+        status = 400
+    elif request.method == "POST":
+        status = 409
+    task = _task_of(campaign, task_id)
+    report = verification_selectors.audit_report(campaign)
+    return _page(
+        request,
+        "researcher_audit_item.html",
+        campaign,
+        role,
+        status=status,
+        item=item,
+        task=task,
+        media=task_media_urls(task),
+        question=campaign.question_set,
+        form=form,
+        report=report,
+    )
+
+
 def _next_in_queue(campaign: Campaign, task: Task) -> str | None:
     for row in verification_selectors.review_queue(campaign, limit=50):
         if row["task_id"] != task.pk and row["status"] != Task.Status.ADJUDICATED:

@@ -1,4 +1,4 @@
-"""Django admin for answers, consensus, reliability, decisions, evidence sets, exports and the ledger.
+"""Django admin for answers, consensus, reliability, decisions, audits, evidence sets, exports and the ledger.
 
 Answers, decisions and ledger entries are append-only: the admin shows them read-only.
 """
@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from verification.models import (
     Answer,
+    AuditItem,
     Consensus,
     Decision,
     EvidenceItem,
@@ -42,6 +43,14 @@ class AnswerAdmin(ReadOnlyAdmin):
 @admin.register(Decision)
 class DecisionAdmin(ReadOnlyAdmin):
     list_display = ("id", "task", "reviewer", "label", "created_at")
+
+
+@admin.register(AuditItem)
+class AuditItemAdmin(ReadOnlyAdmin):
+    """Audit answers are recorded in the ledger; the admin only shows them."""
+
+    list_display = ("campaign", "task", "crowd_label", "expert_label", "audited_by", "audited_at")
+    list_filter = ("campaign",)
 
 
 @admin.register(LedgerEntry)

@@ -1063,6 +1063,18 @@ def krippendorff_alpha_nominal(
     return float(1.0 - observed / expected)
 
 
+def wilson_interval(successes: int, n: int, *, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% by default): honest at small n and near 0 or 1, where
+    the normal approximation gives bounds outside [0, 1]. (0, 1) when there is nothing to measure."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
     """Expected calibration error: |mean confidence - accuracy| over equal-width bins, weighted by size."""
     conf = np.asarray(confidence, dtype=float)

@@ -129,6 +129,38 @@ class Decision(AppendOnlyModel):
         return f"decision {self.label} on task {self.task_id}"
 
 
+class AuditItem(models.Model):
+    """One task of a campaign's sampled expert audit: drawn at random from the tasks the crowd settled, then
+    answered by a reviewer who is not shown the crowd's label, so the crowd's accuracy can be measured."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="audit_items")
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="+")
+    crowd_label = models.CharField(max_length=200, help_text="The consensus label when the task was drawn")
+    crowd_confidence = models.FloatField()
+    drawn_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    drawn_at = models.DateTimeField(auto_now_add=True)
+    expert_label = models.CharField(max_length=200, blank=True)
+    note = models.TextField(blank=True)
+    audited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    audited_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["task"], name="audit_task_once"),
+            models.CheckConstraint(
+                condition=(Q(expert_label="") & Q(audited_at__isnull=True))
+                | (~Q(expert_label="") & Q(audited_at__isnull=False)),
+                name="audit_answered_with_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"audit of task {self.task_id}"
+
+
 class EvidenceSet(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="evidence_sets")
     name = models.CharField(max_length=120)

@@ -410,3 +410,55 @@ def evidence_set_rows(evidence_set: Any) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- end of researcher workspace section
+
+
+# ---------------------------------------------------------------- sampled expert audit
+
+
+def audit_items(campaign: Campaign) -> Any:
+    from verification.models import AuditItem
+
+    return AuditItem.objects.filter(campaign=campaign)
+
+
+def audit_next(campaign: Campaign) -> Any:
+    """The next drawn task no reviewer has answered yet, oldest draw first (None when all are answered)."""
+    from verification.models import AuditItem
+
+    return AuditItem.objects.filter(campaign=campaign, audited_at__isnull=True).order_by("id").first()
+
+
+def audit_report(campaign: Campaign) -> dict[str, Any]:
+    """How often the crowd's settled label matched the experts' blind answer on the audited sample, with a 95%
+    Wilson interval, next to the crowd's own mean confidence on the same tasks, and per crowd label."""
+    from tasks.questions import UNSURE
+    from verification.aggregation import wilson_interval
+    from verification.models import AuditItem
+
+    items = list(AuditItem.objects.filter(campaign=campaign).order_by("id"))
+    answered = [i for i in items if i.audited_at is not None]
+    judged = [i for i in answered if i.expert_label != UNSURE]
+    agree = sum(i.expert_label == i.crowd_label for i in judged)
+    low, high = wilson_interval(agree, len(judged))
+    by_label: dict[str, dict[str, Any]] = {}
+    for item in judged:
+        row = by_label.setdefault(item.crowd_label, {"label": item.crowd_label, "n": 0, "agree": 0})
+        row["n"] += 1
+        row["agree"] += item.expert_label == item.crowd_label
+    for row in by_label.values():
+        row["accuracy"] = row["agree"] / row["n"]
+        row["low"], row["high"] = wilson_interval(row["agree"], row["n"])
+    return {
+        "drawn": len(items),
+        "answered": len(answered),
+        "waiting": len(items) - len(answered),
+        "unsure": len(answered) - len(judged),
+        "judged": len(judged),
+        "agree": agree,
+        "accuracy": agree / len(judged) if judged else None,
+        "low": low,
+        "high": high,
+        "mean_confidence": sum(i.crowd_confidence for i in judged) / len(judged) if judged else None,
+        "by_label": sorted(by_label.values(), key=lambda r: r["label"]),
+        "disagreements": [i for i in judged if i.expert_label != i.crowd_label],
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import random
 import shutil
 import time
 import uuid
@@ -25,6 +26,7 @@ from tasks.questions import UNSURE, AnswerError, primary_label, validate_answer
 from verification import aggregation, ledger
 from verification.models import (
     Answer,
+    AuditItem,
     Consensus,
     Decision,
     EvidenceItem,
@@ -354,6 +356,12 @@ def _choices(campaign: Campaign) -> list[str]:
     return []
 
 
+def _check_primary_label(campaign: Campaign, label: str) -> None:
+    """A reviewer's label (a decision, an audit answer) must be one of the primary question's, or unsure."""
+    if label not in _choices(campaign) and label != UNSURE:
+        raise AnswerError("label", f"must be one of {', '.join(_choices(campaign))}")
+
+
 def consensus_update_task(*, task: Task) -> Consensus:
     """Recompute one task's consensus from its answers and the volunteers' reliabilities, then apply retirement."""
     return _consensus_update(task=task, task_fields={})
@@ -590,8 +598,7 @@ def decision_record(*, task: Task, reviewer: User, label: str, note: str) -> Dec
     note = note.strip()
     if not note:
         raise AnswerError("note", "a note explaining the decision is required")
-    if label not in _choices(task.campaign) and label != UNSURE:
-        raise AnswerError("label", f"must be one of {', '.join(_choices(task.campaign))}")
+    _check_primary_label(task.campaign, label)
     decision = Decision.objects.create(task=task, reviewer=reviewer, label=label, note=note)
     Task.objects.filter(pk=task.pk).update(status=Task.Status.ADJUDICATED)
     ledger_append(
@@ -606,6 +613,80 @@ def decision_record(*, task: Task, reviewer: User, label: str, note: str) -> Dec
         },
     )
     return decision
+
+
+# ---------------------------------------------------------------- sampled expert audit
+
+# At most this many tasks are drawn at once: an audit is a sample a few experts can answer, not a second crowd.
+AUDIT_MAX_DRAW = 500
+
+
+@transaction.atomic
+def audit_draw(*, campaign: Campaign, size: int, by: User) -> list[AuditItem]:
+    """Draw ``size`` tasks at random, without replacement, from those the crowd retired and that no audit has
+    drawn yet (fewer when fewer are left), freezing the crowd's label and confidence at the draw."""
+    if not 1 <= size <= AUDIT_MAX_DRAW:
+        raise AnswerError("size", f"draw between 1 and {AUDIT_MAX_DRAW} tasks at a time")
+    drawn = AuditItem.objects.filter(campaign=campaign).values("task_id")
+    candidates = list(
+        Consensus.objects.filter(
+            task__campaign=campaign, task__is_gold=False, task__status=Task.Status.RETIRED
+        )
+        .exclude(label="")
+        .exclude(task_id__in=drawn)
+        .values_list("task_id", "label", "confidence")
+        .order_by("task_id")
+    )
+    if not candidates:
+        raise AnswerError("size", "no retired task is left to audit")
+    # SystemRandom: a reviewer must not be able to predict, or steer, which tasks the audit looks at.
+    picked = sorted(random.SystemRandom().sample(candidates, min(size, len(candidates))))
+    items = AuditItem.objects.bulk_create(
+        [
+            AuditItem(
+                campaign=campaign,
+                task_id=task_id,
+                crowd_label=label,
+                crowd_confidence=confidence,
+                drawn_by=by,
+            )
+            for task_id, label, confidence in picked
+        ]
+    )
+    ledger_append(
+        campaign=campaign,
+        record={
+            "type": "audit_draw",
+            "tasks": [task_id for task_id, _, _ in picked],
+            "of": len(candidates),
+            "reviewer": by.get_username(),
+        },
+    )
+    return items
+
+
+@transaction.atomic
+def audit_answer(*, item: AuditItem, label: str, note: str, by: User) -> AuditItem:
+    """Record a reviewer's blind answer to one audited task; an audit answer, like a decision, is never edited."""
+    locked = AuditItem.objects.select_for_update().get(pk=item.pk)
+    if locked.audited_at is not None:
+        raise AnswerError("label", f"task {locked.task_id} has already been audited")
+    _check_primary_label(locked.campaign, label)
+    locked.expert_label, locked.note = label, note.strip()
+    locked.audited_by, locked.audited_at = by, timezone.now()
+    locked.save(update_fields=["expert_label", "note", "audited_by", "audited_at"])
+    ledger_append(
+        campaign=locked.campaign,
+        record={
+            "type": "audit",
+            "task": locked.task_id,
+            "label": label,
+            "crowd_label": locked.crowd_label,
+            "note": locked.note,
+            "reviewer": by.get_username(),
+        },
+    )
+    return locked
 
 
 # ---------------------------------------------------------------- researcher workspace: volunteers, evidence sets
@@ -1400,6 +1481,32 @@ def _export_payload(
     return stats
 
 
+def _methodology_audit(campaign: Campaign) -> list[str]:
+    """The campaign's sampled expert audit, as methodology.md reports it (the whole campaign, not the set)."""
+    from verification.selectors import audit_report
+
+    report = audit_report(campaign)
+    if not report["judged"]:
+        return [
+            f"No expert audit has been answered yet ({report['drawn']} tasks drawn). The crowd's accuracy "
+            "rests on the calibrated confidence above and on gold tasks."
+        ]
+    lines = [
+        f"Reviewers answered, without seeing the crowd's label, {report['answered']} tasks drawn at random "
+        f"from those the crowd retired ({report['unsure']} answered unsure and are left out). The crowd's "
+        f"label matched theirs on {report['agree']} of {report['judged']}: {report['accuracy']:.3f} "
+        f"(95% Wilson interval {report['low']:.3f}-{report['high']:.3f}), where the crowd's mean confidence "
+        f"on the same tasks was {report['mean_confidence']:.3f}. The draws and answers are in the ledger "
+        "(`audit_draw`, `audit`)."
+    ]
+    lines += [
+        f"- Crowd label `{row['label']}`: {row['agree']} of {row['n']} confirmed ({row['accuracy']:.3f}, "
+        f"{row['low']:.3f}-{row['high']:.3f})"
+        for row in report["by_label"]
+    ]
+    return lines
+
+
 def _methodology(
     *, campaign: Campaign, scope: str, stats: dict[str, Any], head_hash: str, head_seq: int
 ) -> str:
@@ -1463,6 +1570,10 @@ def _methodology(
         + ", ".join(f"{k} {v}" for k, v in sorted(stats["label_counts"].items())),
         f"- Consensus points (marks by at least two volunteers within {POINT_RADIUS_PX:.0f} px, placed by "
         f"linear interpolation in the tile's bounding box): {stats['points']}.",
+        "",
+        "## Expert audit",
+        "",
+        *_methodology_audit(campaign),
         "",
         "## Privacy",
         "",

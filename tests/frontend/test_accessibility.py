@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from tasks.models import Campaign, CampaignMembership, Task, Volunteer
 from tests.frontend.conftest import wait_ready
 from verification import services as verification_services
+from verification.models import AuditItem
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -89,6 +90,13 @@ def test_researcher_pages_pass_axe(browser: Any, live_server: Any, imagery_campa
                 answer={"damage": label},
                 client_id=uuid.uuid4(),
             )
+    AuditItem.objects.create(
+        campaign=imagery_campaign,
+        task=tasks[1],
+        crowd_label="destroyed",
+        crowd_confidence=0.9,
+        drawn_by=owner,
+    )
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("input[name=username]", "lead")
@@ -109,6 +117,8 @@ def test_researcher_pages_pass_axe(browser: Any, live_server: Any, imagery_campa
         f"{base}/gold/",
         f"{base}/settings/",
         f"{base}/members/",
+        f"{base}/audit/",
+        f"{base}/audit/{tasks[1].pk}/",
     ):
         response = page.goto(live_server.url + path)
         assert response is not None and response.status == 200, path

@@ -18,7 +18,7 @@ from tasks import jobs, services
 from tasks.models import Campaign, CampaignMembership, Job, Source, Task
 from tests.factories import CampaignFactory, TaskFactory, VolunteerFactory, grant
 from verification import services as verification_services
-from verification.models import Answer, LedgerEntry, VolunteerReliability
+from verification.models import Answer, AuditItem, LedgerEntry, VolunteerReliability
 
 pytestmark = pytest.mark.django_db
 
@@ -298,3 +298,45 @@ def test_the_review_queue_pages_through_every_waiting_task_in_order_and_filters_
     # A page or label that does not exist falls back to what does.
     assert client.get("/researcher/darfur/review/?page=99&label=nonsense").status_code == 200
     assert "Page 2 of 2" in client.get("/researcher/darfur/review/?page=99").content.decode()
+
+
+def test_a_reviewer_audits_a_random_sample_blind_and_sees_how_often_the_crowd_was_right(
+    client: Client, campaign: Any
+) -> None:
+    """As Amnesty's Decoders did: draw settled tasks at random, answer them without seeing the crowd's label,
+    and read the crowd's accuracy with its interval beside the confidence the crowd claimed."""
+    from verification.models import Consensus
+
+    for _ in range(4):
+        task = TaskFactory(campaign=campaign, status=Task.Status.RETIRED)
+        Consensus.objects.create(task=task, label="destroyed", confidence=0.96, n_answers=3, agreement=1.0)
+    empty = client.get("/researcher/darfur/audit/").content.decode()
+    assert 'id="audit-draw"' in empty and 'id="audit-continue"' not in empty
+    response = client.post("/researcher/darfur/audit/draw", {"size": "3"})
+    assert response.status_code == 302
+    page = client.get("/researcher/darfur/audit/").content.decode()
+    assert "3 drawn tasks wait for an answer." in page
+    href = re.search(r'id="audit-continue" href="([^"]+)"', page)[1]
+    for n in range(3):
+        blind = client.get(href).content.decode()
+        answer_part = blind.split('id="audit-answer"', 1)[1]
+        assert (
+            "destroyed</b>" not in blind and "0.96" not in blind
+        )  # the crowd's label and confidence stay hidden
+        assert 'value="unsure"' in answer_part and 'value="destroyed"' in answer_part
+        label = "intact" if n == 0 else "destroyed"
+        response = client.post(href, {"label": label, "note": "looked at both dates"})
+        assert response.status_code == 302
+        href = response["Location"]
+    assert href == "/researcher/darfur/audit/"
+    report = client.get(href).content.decode()
+    assert "0.667" in report and "0.960" in report and 'id="audit-disagreements"' in report
+    # An answered task is not answered again.
+    done = AuditItem.objects.filter(campaign=campaign, expert_label="intact").get()
+    again = client.post(f"/researcher/darfur/audit/{done.task_id}/", {"label": "destroyed", "note": ""})
+    assert again.status_code == 409
+    assert AuditItem.objects.get(pk=done.pk).expert_label == "intact"
+    # Nothing left to draw: said plainly, nothing drawn.
+    client.post("/researcher/darfur/audit/draw", {"size": "5"})
+    client.post("/researcher/darfur/audit/draw", {"size": "5"})
+    assert AuditItem.objects.filter(campaign=campaign).count() == 4

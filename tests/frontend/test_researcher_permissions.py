@@ -11,7 +11,7 @@ from django.test import Client
 
 from tasks.models import CampaignMembership, Job, Task, Volunteer
 from tests.factories import CampaignFactory, TaskFactory, grant
-from verification.models import Consensus, EvidenceSet
+from verification.models import AuditItem, Consensus, EvidenceSet
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +54,10 @@ ENDPOINTS = [
     Endpoint("POST", "/researcher/{slug}/evidence/", "reviewer", 400),
     Endpoint("GET", "/researcher/{slug}/evidence/{set}/", "viewer", 200),
     Endpoint("POST", "/researcher/{slug}/evidence/{set}/", "reviewer", 400),
+    Endpoint("GET", "/researcher/{slug}/audit/", "viewer", 200),
+    Endpoint("POST", "/researcher/{slug}/audit/draw", "reviewer", 302),
+    Endpoint("GET", "/researcher/{slug}/audit/{task}/", "reviewer", 200),
+    Endpoint("POST", "/researcher/{slug}/audit/{task}/", "reviewer", 400),
     Endpoint("GET", "/researcher/{slug}/promote/", "owner", 200),
     Endpoint("POST", "/researcher/{slug}/promote/", "owner", 400),
 ]
@@ -82,6 +86,9 @@ def world() -> dict[str, Any]:
     grant(CampaignFactory(slug="elsewhere"), users["stranger"], CampaignMembership.Role.OWNER)
     Volunteer.objects.create(user=users["volunteer"], is_anonymous=False)
     evidence_set = EvidenceSet.objects.create(campaign=campaign, name="Destroyed")
+    AuditItem.objects.create(
+        campaign=campaign, task=task, crowd_label="destroyed", crowd_confidence=0.5, drawn_by=users["owner"]
+    )
     job = Job.objects.create(campaign=campaign, kind="ingest_imagery", params={"before_name": "a.tif"})
     ids = {"slug": campaign.slug, "task": task.pk, "set": evidence_set.pk, "job": job.pk}
     return {"users": users, "ids": ids}

@@ -369,3 +369,28 @@ def test_viewers_download_but_cannot_export_and_strangers_see_nothing(
     client.force_login(stranger)
     assert client.get(f"/researcher/{campaign.slug}/exports/").status_code == 404
     assert client.get(f"/researcher/{campaign.slug}/exports/{export.pk}/download").status_code == 404
+
+
+def test_methodology_reports_the_expert_audit_and_the_package_still_verifies(
+    campaign: Campaign, tmp_path: Path
+) -> None:
+    """An outside expert reads how often blind reviewers confirmed the crowd, with its interval, and finds the
+    draw and every audit answer in the packaged ledger."""
+    reviewer = UserFactory()
+    retired = Task.objects.filter(campaign=campaign, status=Task.Status.RETIRED).count()
+    assert retired >= 2
+    items = verification_services.audit_draw(campaign=campaign, size=2, by=reviewer)
+    verification_services.audit_answer(item=items[0], label=items[0].crowd_label, note="", by=reviewer)
+    other = "intact" if items[1].crowd_label == "destroyed" else "destroyed"
+    verification_services.audit_answer(item=items[1], label=other, note="ash rings", by=reviewer)
+    out = tmp_path / "audited"
+    code, _, err = run("export_evidence", "--campaign", campaign.slug, "--out", str(out))
+    assert code == 0, err
+    methodology = (out / "data/methodology.md").read_text()
+    assert "## Expert audit" in methodology and "matched theirs on 1 of 2: 0.500" in methodology
+    assert "95% Wilson interval 0.095-0.905" in methodology
+    records = [json.loads(line)["record"] for line in (out / "data/provenance/ledger.jsonl").open()]
+    assert [r["type"] for r in records].count("audit") == 2 and any(
+        r["type"] == "audit_draw" for r in records
+    )
+    assert run("verify_package", str(out))[0] == 0
