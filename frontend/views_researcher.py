@@ -393,15 +393,7 @@ REVIEW_PAGE_SIZE = 100
 def review_queue(request: HttpRequest, slug: str) -> HttpResponse:
     campaign, role = _campaign_for(request, slug)
     # The crowd labels a reviewer can narrow the queue to: the primary question's choices.
-    primary: dict[str, Any] = next(
-        (
-            q
-            for q in campaign.question_set.get("questions", [])
-            if q.get("key") == campaign.question_set.get("primary")
-        ),
-        {},
-    )
-    labels = [str(c["value"]) for c in primary.get("choices", []) if "value" in c]
+    labels = [value for value, _ in forms.primary_choices(campaign)]
     label = request.GET.get("label") or None
     if label not in labels:
         label = None
@@ -539,7 +531,6 @@ def audit_item(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
     elif request.method == "POST":
         status = 409
     task = _task_of(campaign, task_id)
-    report = verification_selectors.audit_report(campaign)
     return _page(
         request,
         "researcher_audit_item.html",
@@ -551,7 +542,7 @@ def audit_item(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
         media=task_media_urls(task),
         question=campaign.question_set,
         form=form,
-        report=report,
+        progress=verification_selectors.audit_progress(campaign),
     )
 
 

@@ -7,7 +7,9 @@ from typing import Any
 from django.db.models import Case, QuerySet, Value, When
 
 from tasks.models import Campaign, Task
-from verification.models import Consensus, Decision
+from tasks.questions import UNSURE
+from verification.aggregation import wilson_interval
+from verification.models import AuditItem, Consensus, Decision
 
 
 def consensus_payload(task: Task) -> dict[str, Any] | None:
@@ -415,27 +417,26 @@ def evidence_set_rows(evidence_set: Any) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- sampled expert audit
 
 
-def audit_items(campaign: Campaign) -> Any:
-    from verification.models import AuditItem
-
+def audit_items(campaign: Campaign) -> QuerySet[AuditItem]:
     return AuditItem.objects.filter(campaign=campaign)
 
 
-def audit_next(campaign: Campaign) -> Any:
+def audit_next(campaign: Campaign) -> AuditItem | None:
     """The next drawn task no reviewer has answered yet, oldest draw first (None when all are answered)."""
-    from verification.models import AuditItem
+    return audit_items(campaign).filter(audited_at__isnull=True).order_by("id").first()
 
-    return AuditItem.objects.filter(campaign=campaign, audited_at__isnull=True).order_by("id").first()
+
+def audit_progress(campaign: Campaign) -> dict[str, int]:
+    """How many tasks the campaign's audit has drawn and how many of them have an answer, in one query."""
+    return audit_items(campaign).aggregate(
+        drawn=Count("id"), answered=Count("id", filter=Q(audited_at__isnull=False))
+    )
 
 
 def audit_report(campaign: Campaign) -> dict[str, Any]:
     """How often the crowd's settled label matched the experts' blind answer on the audited sample, with a 95%
     Wilson interval, next to the crowd's own mean confidence on the same tasks, and per crowd label."""
-    from tasks.questions import UNSURE
-    from verification.aggregation import wilson_interval
-    from verification.models import AuditItem
-
-    items = list(AuditItem.objects.filter(campaign=campaign).order_by("id"))
+    items = list(audit_items(campaign).order_by("id"))
     answered = [i for i in items if i.audited_at is not None]
     judged = [i for i in answered if i.expert_label != UNSURE]
     agree = sum(i.expert_label == i.crowd_label for i in judged)
