@@ -587,6 +587,7 @@ def aggregate(
     n_classes: int,
     method: str = "auto",
     gold: Mapping[int, int] | None = None,
+    anchors: Mapping[int, int] | None = None,
     ignore_label: int | None = None,
     calibrate: bool = True,
 ) -> AggregationResult:
@@ -594,6 +595,10 @@ def aggregate(
 
     Answers are three aligned integer arrays.  ``gold`` maps task index to expert class index; gold tasks
     are clamped to their label during EM (their reported label is the expert's, with confidence 1).
+    ``anchors`` maps task index to an expert class index too (a reviewer's decision on a disputed task):
+    clamped like gold, so they anchor volunteers' reliability, but never used to calibrate confidence,
+    because the tasks experts are asked to settle are the hard ones, not a sample of the campaign's.
+    A task in both keeps its ``gold`` label.
     ``ignore_label`` is a class such as "unsure": its answers count in ``n_answers`` but carry no vote and
     never count against the volunteer; it is never a consensus label.
     ``calibrate=False`` keeps the raw model posterior (temperature 1).  With at least
@@ -622,6 +627,12 @@ def aggregate(
     gold_items = [(t, g) for t, g in gold_items if g >= 0 and 0 <= t < n_tasks]
     gold_tasks = np.array([t for t, _ in gold_items], dtype=np.int64)
     gold_labels = np.array([g for _, g in gold_items], dtype=np.int64)
+    # Every expert label clamps EM (gold and anchors); only gold calibrates.
+    gold_set = set(gold_tasks.tolist())
+    anchor_items = [(int(t), int(remap[a])) for t, a in (anchors or {}).items() if 0 <= a < n_classes]
+    anchor_items = [(t, a) for t, a in anchor_items if a >= 0 and 0 <= t < n_tasks and t not in gold_set]
+    clamp_tasks = np.array([t for t, _ in gold_items + anchor_items], dtype=np.int64)
+    clamp_labels = np.array([g for _, g in gold_items + anchor_items], dtype=np.int64)
 
     if k_vote == 0:
         raise ValueError("there must be at least one class besides ignore_label")
@@ -635,13 +646,13 @@ def aggregate(
         fit = _fit_em(
             answers,
             model=method,
-            gold_tasks=gold_tasks,
-            gold_labels=gold_labels,
+            gold_tasks=clamp_tasks,
+            gold_labels=clamp_labels,
         )
 
     task_ll, own_ll = answers.log_likelihood(fit.log_pi)
     raw_post = _softmax(fit.log_prior + task_ll)
-    raw_post[gold_tasks] = np.eye(k_vote)[gold_labels]
+    raw_post[clamp_tasks] = np.eye(k_vote)[clamp_labels]
 
     def cross_fitted_ll() -> Any:
         """Each answer's evidence from a refit on the other half of the tasks (gold unclamped)."""
@@ -650,8 +661,8 @@ def aggregate(
             method=method,
             fit=fit,
             init_post=raw_post,
-            gold_tasks=gold_tasks,
-            gold_labels=gold_labels,
+            gold_tasks=clamp_tasks,
+            gold_labels=clamp_labels,
         )
 
     tau = 1.0
@@ -663,7 +674,7 @@ def aggregate(
         tau = _fit_temperature(answers, heldout_ll, fit.log_prior, gold_tasks, gold_labels)
     # The label comes from the fitted model; the temperature only tempers its confidence.
     post_v = _softmax(fit.log_prior + tau * task_ll)
-    post_v[gold_tasks] = np.eye(k_vote)[gold_labels]
+    post_v[clamp_tasks] = np.eye(k_vote)[clamp_labels]
 
     votes = answers.task_sums(np.eye(k_vote)[label_v])
     has_votes = votes.sum(axis=1) > 0
@@ -672,8 +683,8 @@ def aggregate(
         top_votes = votes.max(axis=1)
         tied = has_votes & ((votes == top_votes[:, None]).sum(axis=1) > 1)
         labels_v = np.argmax(votes, axis=1)
-        labels_v[gold_tasks] = gold_labels
-        tied[gold_tasks] = False
+        labels_v[clamp_tasks] = clamp_labels
+        tied[clamp_tasks] = False
     else:
         labels_v = np.argmax(raw_post, axis=1)
         top = raw_post.max(axis=1)
@@ -695,7 +706,7 @@ def aggregate(
         gold_x, _, _ = _label_logit(fit.log_prior + tau * gold_ll, gold_pred)
         platt = _fit_platt(gold_x, (gold_pred == gold_target).astype(float))
         target_rows = has_votes.copy()
-        target_rows[gold_tasks] = False
+        target_rows[clamp_tasks] = False
         rows = np.flatnonzero(target_rows)
         x, tie_x, lse_others = _label_logit(z[rows], labels_v[rows])
         # Never push the label below its strongest rival (unless the tempered posterior already did).

@@ -54,7 +54,8 @@ def export_evidence(job: Job) -> dict[str, Any]:
 
 
 def refit_all_campaigns() -> list[dict[str, Any]]:
-    """Refit the consensus of every live campaign that has answers newer than its last refit.
+    """Refit the consensus of every live campaign that has answers, reviewer decisions or audit answers
+    newer than its last refit (experts' labels anchor the model too).
 
     Run every few minutes by the "refit-consensus" schedule (created by a data migration): the refit
     updates volunteers' reliabilities, the class prior and the temperature that the per-answer
@@ -64,16 +65,20 @@ def refit_all_campaigns() -> list[dict[str, Any]]:
 
     from django.utils.dateparse import parse_datetime
 
-    from verification.models import Answer
+    from verification.models import Answer, AuditItem, Decision
 
     logger = logging.getLogger("corroborate.jobs")
     summaries = []
     for campaign in Campaign.objects.filter(status=Campaign.Status.LIVE).order_by("pk"):
         refit_at = parse_datetime(str((campaign.aggregation_state or {}).get("refit_at") or ""))
         answers = Answer.objects.filter(campaign=campaign)
+        decisions = Decision.objects.filter(task__campaign=campaign)
+        audits = AuditItem.objects.filter(campaign=campaign, audited_at__isnull=False)
         if refit_at is not None:
             answers = answers.filter(created_at__gt=refit_at)
-        if not answers.exists():
+            decisions = decisions.filter(created_at__gt=refit_at)
+            audits = audits.filter(audited_at__gt=refit_at)
+        if not answers.exists() and not (decisions.exists() or audits.exists()):
             continue
         try:
             summaries.append(services.consensus_recompute_campaign(campaign=campaign))

@@ -448,6 +448,73 @@ def _consensus_update(
     return consensus
 
 
+@dataclass(frozen=True)
+class ExpertLabels:
+    """Expert labels a refit clamps to, by task id: ``gold`` also calibrates confidence, ``anchors`` not."""
+
+    gold: dict[int, str]
+    anchors: dict[int, str]
+    counts: dict[str, int]
+
+
+def _expert_labels(*, campaign: Campaign, task_ids: Sequence[int]) -> ExpertLabels:
+    """What experts said about the campaign's answered tasks, for the refit.
+
+    Gold tasks' answers and the sampled audit's answers calibrate (the audit draws settled tasks at
+    random, so it measures the crowd where it claims to be sure); reviewers' decisions only anchor
+    volunteers' reliability: the tasks sent to review are the hard ones, and calibrating on them would make
+    every other task look less certain than it is.  A task's latest decision counts; a task in the audit
+    keeps the audit's label, so the calibration sample stays random.
+    """
+    # Filtered by campaign, then to the answered tasks here: a list of every task id would be one SQL
+    # parameter per task.
+    answered = set(task_ids)
+    gold = {
+        t.pk: label
+        for t in Task.objects.filter(campaign=campaign, is_gold=True).only("gold_answer")
+        if t.pk in answered
+        and t.gold_answer
+        and (label := primary_label(campaign.question_set, t.gold_answer))
+    }
+    audited = {
+        task_id: label
+        for task_id, label in AuditItem.objects.filter(campaign=campaign)
+        .exclude(expert_label__in=["", UNSURE])
+        .values_list("task_id", "expert_label")
+        if task_id in answered and task_id not in gold
+    }
+    decided: dict[int, str] = {}
+    for task_id, label in (
+        Decision.objects.filter(task__campaign=campaign)
+        .order_by("created_at", "id")
+        .values_list("task_id", "label")
+    ):
+        decided[task_id] = label  # the latest decision wins
+    # An expert who was unsure settles nothing.
+    anchors = {
+        t: label
+        for t, label in decided.items()
+        if label != UNSURE and t in answered and t not in gold and t not in audited
+    }
+    return ExpertLabels(
+        gold={**gold, **audited},
+        anchors=anchors,
+        counts={"gold_tasks": len(gold), "audits": len(audited), "decisions": len(anchors)},
+    )
+
+
+def _expert_labels_line(counts: dict[str, int] | None) -> str:
+    """Methodology: which expert labels the last refit stood on."""
+    if not counts:
+        return "- Expert labels in the last refit: none recorded."
+    return (
+        f"- Expert labels in the last refit: {counts.get('gold_tasks', 0)} gold tasks and "
+        f"{counts.get('audits', 0)} audit answers (the model is held to them, and they calibrate the "
+        f"confidence), {counts.get('decisions', 0)} reviewer decisions (held to them to learn who is "
+        "reliable; not used to calibrate, since reviewers see the hardest tasks)."
+    )
+
+
 def _retirement_reason(decision: str, confidence: float, n_answers: int, campaign: Campaign) -> str:
     # The confidence needed rises with the answers (aggregation.retirement_threshold): say which one applied.
     needed = aggregation.retirement_threshold(
@@ -490,18 +557,16 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
     volunteer_ids = sorted({r[1] for r in rows})
     t_index = {t: i for i, t in enumerate(task_ids)}
     v_index = {v: i for i, v in enumerate(volunteer_ids)}
-    gold_tasks = {
-        t.pk: primary_label(campaign.question_set, t.gold_answer)
-        for t in Task.objects.filter(campaign=campaign, is_gold=True, pk__in=task_ids)
-        if t.gold_answer
-    }
-    gold = {t_index[t]: class_index[label] for t, label in gold_tasks.items() if label in class_index}
+    experts = _expert_labels(campaign=campaign, task_ids=task_ids)
+    gold = {t_index[t]: class_index[label] for t, label in experts.gold.items() if label in class_index}
+    anchors = {t_index[t]: class_index[label] for t, label in experts.anchors.items() if label in class_index}
     summary: dict[str, Any] = {
         "campaign": campaign.slug,
         "method": campaign.aggregation_method,
         "tasks": len(task_ids),
         "answers": len(rows),
         "volunteers": len(volunteer_ids),
+        "expert_labels": experts.counts,
     }
     if not rows:
         return {**summary, "retired": 0, "needs_review": 0, "flagged": 0}
@@ -514,6 +579,7 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
         n_classes=len(classes),
         method=campaign.aggregation_method,
         gold=gold or None,
+        anchors=anchors or None,
         ignore_label=class_index[UNSURE],
     )
     flagged = aggregation.flag_unreliable(result)
@@ -526,6 +592,7 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
             "class_prior": prior,
             "temperature": float(result.incremental_temperature),
             "refit_at": started.isoformat(),  # answers during the refit count as new
+            "expert_labels": experts.counts,
         }
         Campaign.objects.filter(pk=campaign.pk).update(aggregation_state=campaign.aggregation_state)
         for volunteer_id, index in v_index.items():
@@ -542,7 +609,9 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
         tasks = Task.objects.in_bulk(task_ids)
         for task_id, index in t_index.items():
             task = tasks[task_id]
-            if task.is_gold:
+            if task.is_gold or task_id in experts.gold or task_id in experts.anchors:
+                # The fit clamps an expert-labelled task to the expert's label: its crowd consensus stays
+                # what the crowd said, and its status what the expert made it.
                 continue
             label_index = int(result.labels[index])
             confidence = float(result.confidence[index]) if label_index >= 0 else 0.0
@@ -1557,6 +1626,7 @@ def _methodology(
         f"- Method configured: `{campaign.aggregation_method}`; methods behind the exported consensus: {methods}.",
         f"- Last full refit: {state.get('refit_at', 'none')}; temperature {state.get('temperature', 1.0)}; "
         f"class prior {state.get('class_prior')}.",
+        _expert_labels_line(state.get("expert_labels")),
         f"- Software: {stats['software']} (verification.aggregation).",
         "",
         "## Agreement statistics",

@@ -11,10 +11,17 @@ import pytest
 from django_q.models import Schedule
 
 from tasks.models import Campaign, Task, Volunteer
-from tests.factories import CampaignFactory, TaskFactory, VolunteerFactory
+from tests.factories import CampaignFactory, TaskFactory, UserFactory, VolunteerFactory
 from verification.jobs import refit_all_campaigns
 from verification.models import Consensus, VolunteerReliability
-from verification.services import answer_submit, consensus_recompute_campaign, consensus_update_task
+from verification.services import (
+    answer_submit,
+    audit_answer,
+    audit_draw,
+    consensus_recompute_campaign,
+    consensus_update_task,
+    decision_record,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -128,6 +135,56 @@ def test_refit_flags_a_volunteer_who_always_disagrees() -> None:
     assert flagged.reliability < VolunteerReliability.objects.get(volunteer=honest[0]).reliability
     campaign.refresh_from_db()
     assert set(campaign.aggregation_state) >= {"class_prior", "temperature", "refit_at"}
+
+
+def test_experts_labels_teach_the_refit_who_is_reliable() -> None:
+    """Two volunteers disagree on every task, so the answers alone cannot say who is right.  Once reviewers
+    have decided four tasks and an audit has answered two, the refit trusts the volunteer the experts agreed
+    with, and the crowd's consensus on the decided tasks stays what the crowd said."""
+    campaign = new_campaign(min_answers=3, max_answers=10)
+    sharp, dull = new_volunteer(), new_volunteer()
+    reviewer = UserFactory()
+    tasks = []
+    for n in range(12):
+        task = new_task(campaign)
+        truth, other = ("destroyed", "intact") if n % 2 else ("intact", "destroyed")
+        answer(task, sharp, truth)
+        answer(task, dull, other)
+        tasks.append((task, truth))
+    blind = consensus_recompute_campaign(campaign=campaign)
+    assert blind["expert_labels"] == {"gold_tasks": 0, "audits": 0, "decisions": 0}
+    reliability = dict(
+        VolunteerReliability.objects.filter(campaign=campaign).values_list("volunteer_id", "reliability")
+    )
+    assert reliability[sharp.pk] == pytest.approx(reliability[dull.pk], abs=0.05)
+
+    before = {t.pk: Consensus.objects.get(task=t).label for t, _ in tasks[:4]}
+    for task, truth in tasks[:4]:
+        decision_record(task=task, reviewer=reviewer, label=truth, note="seen on the after image")
+    decision_record(task=tasks[4][0], reviewer=reviewer, label="unsure", note="cannot tell")
+    # No answer came since the last refit: the periodic job refits for the decisions alone.
+    (summary,) = refit_all_campaigns()
+
+    assert summary["expert_labels"] == {"gold_tasks": 0, "audits": 0, "decisions": 4}
+    reliability = dict(
+        VolunteerReliability.objects.filter(campaign=campaign).values_list("volunteer_id", "reliability")
+    )
+    assert reliability[sharp.pk] > 0.75 > 0.25 > reliability[dull.pk]
+    for task, truth in tasks[5:]:
+        assert Consensus.objects.get(task=task).label == truth
+    for task, _ in tasks[:4]:
+        task.refresh_from_db()
+        assert task.status == Task.Status.ADJUDICATED
+        assert Consensus.objects.get(task=task).label == before[task.pk]
+
+    # The sampled audit's answers count too (as gold: they also calibrate), its unsure ones not.
+    Task.objects.filter(pk__in=[t.pk for t, _ in tasks[5:8]]).update(status=Task.Status.RETIRED)
+    items = audit_draw(campaign=campaign, size=3, by=reviewer)
+    assert refit_all_campaigns() == []  # nothing new since
+    for item, label in zip(items, ["unsure", "intact", "destroyed"], strict=True):
+        audit_answer(item=item, label=label, note="checked", by=reviewer)
+    (summary,) = refit_all_campaigns()
+    assert summary["expert_labels"] == {"gold_tasks": 0, "audits": 2, "decisions": 4}
 
 
 def test_refit_job_only_refits_live_campaigns_with_new_answers() -> None:

@@ -383,12 +383,14 @@ def test_methodology_reports_the_expert_audit_and_the_package_still_verifies(
     verification_services.audit_answer(item=items[0], label=items[0].crowd_label, note="", by=reviewer)
     other = "intact" if items[1].crowd_label == "destroyed" else "destroyed"
     verification_services.audit_answer(item=items[1], label=other, note="ash rings", by=reviewer)
+    verification_services.consensus_recompute_campaign(campaign=campaign)
     out = tmp_path / "audited"
     code, _, err = run("export_evidence", "--campaign", campaign.slug, "--out", str(out))
     assert code == 0, err
     methodology = (out / "data/methodology.md").read_text()
     assert "## Expert audit" in methodology and "matched theirs on 1 of 2: 0.500" in methodology
     assert "95% Wilson interval 0.095-0.905" in methodology
+    assert "Expert labels in the last refit: 0 gold tasks and 2 audit answers" in methodology
     records = [json.loads(line)["record"] for line in (out / "data/provenance/ledger.jsonl").open()]
     assert [r["type"] for r in records].count("audit") == 2 and any(
         r["type"] == "audit_draw" for r in records
