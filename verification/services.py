@@ -417,20 +417,17 @@ def _consensus_update(
     )
     update_fields = ["label", "confidence", "agreement", "entropy", "n_answers", "distribution", "method"]
     if task.status in (Task.Status.OPEN, Task.Status.RETIRED, Task.Status.NEEDS_REVIEW):
-        decision = aggregation.retirement_decision(
-            result.confidence,
-            len(rows),
-            min_answers=campaign.min_answers,
-            max_answers=campaign.max_answers,
-            threshold=campaign.retirement_confidence,
-            vote_margin=aggregation.vote_margin(labels, ignore_label=UNSURE),
+        decision, consensus.reason = _retirement(
+            campaign=campaign,
+            posterior=[result.posterior[c] for c in classes],
+            confidence=result.confidence,
+            labels=labels,
         )
         new_status = {
             "retire": Task.Status.RETIRED,
             "needs_review": Task.Status.NEEDS_REVIEW,
             "continue": Task.Status.OPEN,
         }[decision]
-        consensus.reason = _retirement_reason(decision, result.confidence, len(rows), campaign)
         update_fields.append("reason")
         task_fields = {
             **task_fields,
@@ -515,22 +512,63 @@ def _expert_labels_line(counts: dict[str, int] | None) -> str:
     )
 
 
-def _retirement_reason(decision: str, confidence: float, n_answers: int, campaign: Campaign) -> str:
+def _retirement(
+    *, campaign: Campaign, posterior: Sequence[float], confidence: float, labels: Sequence[str]
+) -> tuple[str, str]:
+    """The retirement rule's decision for a task with these answers' ``labels`` and ``posterior`` over the
+    voting classes, and the reason researchers read for it."""
+    state = campaign.aggregation_state or {}
+    n_answers = len(labels)
+    remaining = max(campaign.max_answers - n_answers, 0)
+    label_change = aggregation.label_change_probability(
+        posterior,
+        remaining,
+        crowd_reliability=float(state.get("crowd_reliability") or DEFAULT_RELIABILITY),
+        temperature=float(state.get("temperature", 1.0)),
+    )
+    margin = aggregation.vote_margin(labels, ignore_label=UNSURE)
+    decision = aggregation.retirement_decision(
+        confidence,
+        n_answers,
+        label_change=label_change,
+        min_answers=campaign.min_answers,
+        max_answers=campaign.max_answers,
+        threshold=campaign.retirement_confidence,
+        vote_margin=margin,
+    )
+    threshold = campaign.retirement_confidence
     # The confidence needed rises with the answers (aggregation.retirement_threshold): say which one applied.
     needed = aggregation.retirement_threshold(
-        n_answers, min_answers=campaign.min_answers, threshold=campaign.retirement_confidence
+        n_answers, min_answers=campaign.min_answers, threshold=threshold
     )
-    if decision == "retire":
-        return (
+    settled = f"the {remaining} more answers it could get would change its label with probability {label_change:.3f}"
+    if decision == "retire" and confidence >= needed:
+        reason = (
             f"confidence {confidence:.3f} reached the threshold {needed:.3f} "
             f"after {n_answers} answers (minimum {campaign.min_answers})"
         )
-    if decision == "needs_review":
-        return (
-            f"{n_answers} answers (the maximum is {campaign.max_answers}) without reaching confidence "
-            f"{needed:.3f}: sent to expert review"
+    elif decision == "retire" and remaining == 0:
+        reason = f"confidence {confidence:.3f} reached the threshold {threshold:.3f} at the maximum of {n_answers} answers"
+    elif decision == "retire":
+        reason = (
+            f"label settled ({settled}) and confidence {confidence:.3f} reached the threshold {threshold:.3f} "
+            f"after {n_answers} answers"
         )
-    return f"collecting answers: {n_answers} so far, confidence {confidence:.3f} (needs {needed:.3f})"
+    elif decision == "needs_review" and remaining == 0:
+        reason = (
+            f"{n_answers} answers (the maximum is {campaign.max_answers}) without reaching confidence "
+            f"{threshold:.3f}: sent to expert review"
+        )
+    elif decision == "needs_review":
+        reason = (
+            f"label settled at confidence {confidence:.3f}, below the threshold {threshold:.3f}: {settled}, so "
+            "more answers would not help: sent to expert review"
+        )
+    elif n_answers < campaign.min_answers:
+        reason = f"collecting answers: {n_answers} so far (minimum {campaign.min_answers})"
+    else:
+        reason = f"collecting answers: {n_answers} so far, confidence {confidence:.3f} (needs {needed:.3f}); {settled}"
+    return decision, reason
 
 
 def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
@@ -593,6 +631,10 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
             "temperature": float(result.incremental_temperature),
             "refit_at": started.isoformat(),  # answers during the refit count as new
             "expert_labels": experts.counts,
+            # The typical volunteer whose answers the retirement rule expects (label_change_probability).
+            "crowd_reliability": float(
+                np.average(result.worker_reliability, weights=np.maximum(result.worker_n_answers, 1e-9))
+            ),
         }
         Campaign.objects.filter(pk=campaign.pk).update(aggregation_state=campaign.aggregation_state)
         for volunteer_id, index in v_index.items():
@@ -616,13 +658,11 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
             label_index = int(result.labels[index])
             confidence = float(result.confidence[index]) if label_index >= 0 else 0.0
             n_answers = int(result.n_answers[index])
-            decision = aggregation.retirement_decision(
-                confidence,
-                n_answers,
-                min_answers=campaign.min_answers,
-                max_answers=campaign.max_answers,
-                threshold=campaign.retirement_confidence,
-                vote_margin=aggregation.vote_margin(labels_by_task[task_id], ignore_label=UNSURE),
+            decision, reason = _retirement(
+                campaign=campaign,
+                posterior=result.posteriors[index, : len(classes) - 1].tolist(),  # UNSURE is last
+                confidence=confidence,
+                labels=labels_by_task[task_id],
             )
             statuses[decision] += 1
             Consensus.objects.update_or_create(
@@ -637,7 +677,7 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
                     "distribution": {
                         c: round(float(p), 4) for c, p in zip(classes, result.posteriors[index], strict=False)
                     },
-                    "reason": _retirement_reason(decision, confidence, n_answers, campaign),
+                    "reason": reason,
                 },
             )
             if task.status != Task.Status.ADJUDICATED:
@@ -1615,9 +1655,16 @@ def _methodology(
         f"- Each task is shown to at least {campaign.min_answers} and at most {campaign.max_answers} "
         "volunteers; no volunteer sees a task twice or other volunteers' answers before answering.",
         f"- A task retires once the calibrated confidence of its consensus label reaches "
-        f"{campaign.retirement_confidence:.2f} with at least {campaign.min_answers} answers; a task that "
-        f"reaches {campaign.max_answers} answers without it goes to expert review (adjudication with a "
-        'written note). "Unsure" answers are recorded but never counted as a vote.',
+        f"{campaign.retirement_confidence:.2f} with at least {campaign.min_answers} answers and a lead of "
+        "two votes; the confidence needed rises with every further answer (to "
+        f"{aggregation.retirement_threshold(campaign.max_answers, min_answers=campaign.min_answers, threshold=campaign.retirement_confidence):.4f} "
+        f"at {campaign.max_answers}), since a task that needs many answers is a hard one. A task whose label is "
+        f"settled (the answers it could still get, up to {campaign.max_answers}, would change its label with "
+        f"probability at most {aggregation.RETIREMENT_SETTLED}) closes at once: it retires if its confidence "
+        f"reaches {campaign.retirement_confidence:.2f}, and goes to expert review otherwise. A task that "
+        f"reaches {campaign.max_answers} answers without that confidence goes to expert review (adjudication "
+        'with a written note). Each consensus records why its task closed. "Unsure" answers are recorded but '
+        "never counted as a vote.",
         f"- Gold (expert-answered) tasks: share {campaign.gold_share:.2f} for experienced volunteers, more for "
         "newcomers; they measure each volunteer's reliability and are not part of the evidence.",
         "",

@@ -23,6 +23,7 @@ from verification.aggregation import (
     expected_calibration_error,
     flag_unreliable,
     krippendorff_alpha_nominal,
+    label_change_probability,
     retirement_decision,
     retirement_threshold,
     task_consensus,
@@ -479,6 +480,70 @@ def test_task_consensus_without_votes() -> None:
 )
 def test_retirement_decision(confidence: float, n_answers: int, expected: str) -> None:
     assert retirement_decision(confidence, n_answers) == expected
+
+
+@pytest.mark.parametrize(
+    ("confidence", "n_answers", "label_change", "margin", "expected"),
+    [
+        (0.90, 5, 0.005, 3, "needs_review"),  # settled below the threshold: more answers would not help
+        (0.96, 5, 0.005, 3, "retire"),  # settled at the threshold (the rising one asks 0.982 at five)
+        (0.96, 5, 0.2, 3, "continue"),  # the answers to come could still change the label
+        (0.96, 5, 0.005, 1, "continue"),  # one volunteer's word against another's never closes a task
+        (0.96, 5, None, 3, "continue"),  # without label_change: the rising threshold alone, as before
+        (0.99, 3, 0.3, 3, "retire"),  # the rising threshold retires whatever is to come
+        (0.96, 10, 0.0, 3, "retire"),  # at the maximum: the plain threshold
+        (0.96, 10, None, 3, "needs_review"),  # ... or, without label_change, the rising one
+        (0.90, 2, 0.0, 2, "continue"),  # never before the minimum
+    ],
+)
+def test_a_settled_label_closes_its_task(
+    confidence: float, n_answers: int, label_change: float | None, margin: int, expected: str
+) -> None:
+    decision = retirement_decision(confidence, n_answers, label_change=label_change, vote_margin=margin)
+    assert decision == expected
+
+
+def test_label_change_probability_bounds_what_the_remaining_answers_do() -> None:
+    """Against a simulation of its own model: the true class drawn from the posterior, each task's answer
+    shares from a Dirichlet with 3 pseudo-answers around a typical volunteer, the answers counted with the
+    one-coin update.  With two classes the bound is exact; with three it bounds the simulation from above."""
+    # The simulation is the model's own generative story, written independently of the grid computation.
+    rng = np.random.default_rng(5)
+    reliability, temperature = 0.7, 0.8
+    for posterior, remaining in (
+        ([0.8, 0.2], 4),
+        ([0.95, 0.05], 6),
+        ([0.6, 0.3, 0.1], 5),
+        ([0.9, 0.06, 0.04], 7),
+    ):
+        k = len(posterior)
+        step = temperature * math.log(reliability * (k - 1) / (1 - reliability))
+        trials, changed = 40_000, 0
+        truth = rng.choice(k, size=trials, p=posterior)
+        for t in range(trials):
+            row = np.full(k, (1 - reliability) / (k - 1))
+            row[truth[t]] = reliability
+            counts = rng.multinomial(remaining, rng.dirichlet(3.0 * row))
+            log_post = np.log(posterior) + step * counts
+            changed += int(np.argmax(log_post) != int(np.argmax(posterior)))
+        simulated = changed / trials
+        bound = label_change_probability(
+            posterior, remaining, crowd_reliability=reliability, temperature=temperature
+        )
+        if k == 2:
+            assert bound == pytest.approx(simulated, abs=0.01)
+        else:
+            # A union over the rivals: loose where two rivals could both overtake, tight near settled.
+            assert simulated - 0.01 <= bound <= 1.25 * simulated + 0.01
+    # Nothing to come, or three votes against the two answers left: nothing can change.
+    assert label_change_probability([0.7, 0.3], 0, crowd_reliability=0.7) == 0.0
+    unanimous = task_consensus(["a"] * 3, [0.7] * 3, ["a", "b", "c"])
+    three_to_nil = [unanimous.posterior[c] for c in "abc"]
+    assert label_change_probability(three_to_nil, 2, crowd_reliability=0.7) == 0.0
+    more = [label_change_probability(three_to_nil, m, crowd_reliability=0.7) for m in range(2, 12)]
+    # More answers to come, more room to change (not monotone answer by answer: a tie needs an even gain).
+    assert more[0] == 0.0 < more[1] < more[-1] and more[-1] > 0.1
+    assert max(more[:5]) < max(more[5:])
 
 
 def test_retirement_threshold_starts_at_the_threshold_and_rises() -> None:

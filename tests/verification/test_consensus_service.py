@@ -86,6 +86,24 @@ def test_a_task_that_took_long_to_agree_needs_more_confidence_to_retire() -> Non
     assert "threshold 0.993 after 8 answers" in Consensus.objects.get(task=task).reason
 
 
+def test_a_settled_task_below_the_threshold_goes_to_review_without_more_answers() -> None:
+    # Three to nothing with two answers left at most: nothing can change the label, but the researcher
+    # asks 0.99 and three answers at the default reliability give 0.98.  The two answers would only cost
+    # volunteers' time: the task goes to review now.  With ten answers allowed it keeps collecting.
+    settled = new_task(new_campaign(min_answers=3, max_answers=5, retirement_confidence=0.99))
+    open_ended = new_task(new_campaign(min_answers=3, max_answers=10, retirement_confidence=0.99))
+    for task in (settled, open_ended):
+        for _ in range(3):
+            answer(task, new_volunteer(), "destroyed")
+        task.refresh_from_db()
+    consensus = Consensus.objects.get(task=settled)
+    assert settled.status == Task.Status.NEEDS_REVIEW
+    assert 0.97 < consensus.confidence < 0.99
+    assert "label settled" in consensus.reason and "probability 0.000" in consensus.reason
+    assert open_ended.status == Task.Status.OPEN
+    assert "collecting answers: 3 so far" in Consensus.objects.get(task=open_ended).reason
+
+
 def test_disagreement_up_to_max_answers_goes_to_review() -> None:
     campaign = new_campaign(min_answers=3, max_answers=4)
     task = new_task(campaign)
