@@ -971,6 +971,8 @@ def task_consensus(
     )
 
 
+# Votes the top label must lead the runner-up by before a task closes short of its maximum.
+RETIREMENT_MIN_MARGIN = 2
 # A task's label is settled when the answers it may still get would change it with at most this probability
 # (0.03 lost 0.65 accuracy points in the replay of public crowds, against 0.39 at 0.01).
 RETIREMENT_SETTLED = 0.01
@@ -1088,7 +1090,7 @@ def retirement_decision(
     max_answers: int = 10,
     threshold: float = 0.95,
     vote_margin: int | None = None,
-    min_margin: int = 2,
+    min_margin: int = RETIREMENT_MIN_MARGIN,
     doubt_decay: float = RETIREMENT_DOUBT_DECAY,
     label_change: float | None = None,
     settled_below: float = RETIREMENT_SETTLED,

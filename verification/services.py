@@ -567,7 +567,12 @@ def _retirement(
     elif n_answers < campaign.min_answers:
         reason = f"collecting answers: {n_answers} so far (minimum {campaign.min_answers})"
     else:
-        reason = f"collecting answers: {n_answers} so far, confidence {confidence:.3f} (needs {needed:.3f}); {settled}"
+        needs_lead = aggregation.RETIREMENT_MIN_MARGIN
+        held = "" if margin >= needs_lead else f", a lead of {margin} vote(s) (needs {needs_lead})"
+        reason = (
+            f"collecting answers: {n_answers} so far, confidence {confidence:.3f} (needs {needed:.3f}){held}; "
+            f"{settled}"
+        )
     return decision, reason
 
 
@@ -1656,7 +1661,7 @@ def _methodology(
         "volunteers; no volunteer sees a task twice or other volunteers' answers before answering.",
         f"- A task retires once the calibrated confidence of its consensus label reaches "
         f"{campaign.retirement_confidence:.2f} with at least {campaign.min_answers} answers and a lead of "
-        "two votes; the confidence needed rises with every further answer (to "
+        f"{aggregation.RETIREMENT_MIN_MARGIN} votes; the confidence needed rises with every further answer (to "
         f"{aggregation.retirement_threshold(campaign.max_answers, min_answers=campaign.min_answers, threshold=campaign.retirement_confidence):.4f} "
         f"at {campaign.max_answers}), since a task that needs many answers is a hard one. A task whose label is "
         f"settled (the answers it could still get, up to {campaign.max_answers}, would change its label with "

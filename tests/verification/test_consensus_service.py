@@ -63,7 +63,9 @@ def test_one_dissent_in_three_keeps_the_task_open() -> None:
         answer(task, new_volunteer(), value)
     task.refresh_from_db()
     assert task.status == Task.Status.OPEN
-    assert Consensus.objects.get(task=task).label == "destroyed"
+    consensus = Consensus.objects.get(task=task)
+    assert consensus.label == "destroyed"
+    assert "a lead of 1 vote(s) (needs 2)" in consensus.reason
 
 
 def test_a_task_that_took_long_to_agree_needs_more_confidence_to_retire() -> None:
