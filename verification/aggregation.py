@@ -978,6 +978,9 @@ RETIREMENT_MIN_MARGIN = 2
 RETIREMENT_SETTLED = 0.01
 # Pseudo-answers of the Dirichlet that spreads a task's future answers (see ``label_change_probability``).
 RETIREMENT_DISPERSION = 3.0
+# More answers to come than this and a label is never called settled (the grid of counts grows with the
+# square of them; the campaign form allows 200 answers a task).
+_MAX_FUTURE_ANSWERS = 400
 
 
 @functools.lru_cache(maxsize=256)  # the shares change only with a campaign's refit: reused by every answer
@@ -1028,6 +1031,8 @@ def label_change_probability(
     n_classes = len(posterior)
     if remaining <= 0 or n_classes < 2:
         return 0.0
+    if remaining > _MAX_FUTURE_ANSWERS:
+        return 1.0
     r = min(max(crowd_reliability, 1e-6), 1 - 1e-6)
     off = (1 - r) / (n_classes - 1)
     step = temperature * (math.log(r) - math.log(off))
