@@ -781,7 +781,12 @@ def audit_draw(*, campaign: Campaign, size: int, by: User) -> list[AuditItem]:
 
 @transaction.atomic
 def audit_answer(*, item: AuditItem, label: str, note: str, by: User) -> AuditItem:
-    """Record a reviewer's blind answer to one audited task; an audit answer, like a decision, is never edited."""
+    """Record a reviewer's blind answer to one audited task; an audit answer, like a decision, is never edited.
+
+    When the expert contradicts the crowd (neither unsure), the crowd's label must not stand in the evidence
+    unexamined: the task goes back to the review queue (unless a reviewer has already decided it), where a
+    reviewer decides it with a note.
+    """
     locked = AuditItem.objects.select_for_update().get(pk=item.pk)
     if locked.audited_at is not None:
         raise AnswerError("label", f"task {locked.task_id} has already been audited")
@@ -789,6 +794,19 @@ def audit_answer(*, item: AuditItem, label: str, note: str, by: User) -> AuditIt
     locked.expert_label, locked.note = label, note.strip()
     locked.audited_by, locked.audited_at = by, timezone.now()
     locked.save(update_fields=["expert_label", "note", "audited_by", "audited_at"])
+    contradicted = label not in (UNSURE, locked.crowd_label)
+    sent_to_review = bool(
+        contradicted
+        and Task.objects.filter(pk=locked.task_id, status__in=[Task.Status.RETIRED, Task.Status.OPEN]).update(
+            status=Task.Status.NEEDS_REVIEW
+        )
+    )
+    if sent_to_review:
+        Consensus.objects.filter(task_id=locked.task_id).update(
+            reason=f"the expert audit answered {label} where the crowd said {locked.crowd_label}: "
+            "sent to expert review",
+            updated_at=timezone.now(),
+        )
     ledger_append(
         campaign=locked.campaign,
         record={
@@ -798,6 +816,7 @@ def audit_answer(*, item: AuditItem, label: str, note: str, by: User) -> AuditIt
             "crowd_label": locked.crowd_label,
             "note": locked.note,
             "reviewer": by.get_username(),
+            "sent_to_review": sent_to_review,
         },
     )
     return locked

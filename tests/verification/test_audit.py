@@ -75,11 +75,19 @@ def test_blind_answers_measure_the_crowd_and_are_never_edited() -> None:
     assert report["mean_confidence"] == pytest.approx(0.9)
     assert sum(row["n"] for row in report["by_label"]) == 9
     assert {i.task_id for i in report["disagreements"]} == {ordered[0], ordered[1]}
+    # The two contradicted tasks go back to the review queue; the agreed and the unsure ones stay retired.
+    statuses = dict(Task.objects.filter(campaign=campaign).values_list("pk", "status"))
+    assert {t for t, status in statuses.items() if status == Task.Status.NEEDS_REVIEW} == set(ordered[:2])
+    assert "the expert audit answered no_structures" in Consensus.objects.get(task_id=ordered[1]).reason
+    assert [row["task_id"] for row in selectors.review_queue(campaign)][:2] == sorted(
+        ordered[:2], key=lambda t: (Consensus.objects.get(task_id=t).confidence, t)
+    )
     done = AuditItem.objects.get(task_id=ordered[0])
     with pytest.raises(AnswerError, match="already been audited"):
         services.audit_answer(item=done, label="intact", note="", by=reviewer)
     audits = [e.record for e in LedgerEntry.objects.filter(campaign=campaign) if e.record["type"] == "audit"]
     assert len(audits) == 10 and {r["crowd_label"] for r in audits} == {"destroyed", "intact"}
+    assert sorted(r["task"] for r in audits if r["sent_to_review"]) == ordered[:2]
     assert services.ledger_verify(campaign=campaign) is None
 
 
