@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config import fastsql
@@ -416,7 +416,9 @@ def _consensus_update(
         method="incremental",
     )
     update_fields = ["label", "confidence", "agreement", "entropy", "n_answers", "distribution", "method"]
-    if task.status in (Task.Status.OPEN, Task.Status.RETIRED, Task.Status.NEEDS_REVIEW):
+    if task.status in (Task.Status.OPEN, Task.Status.RETIRED, Task.Status.NEEDS_REVIEW) and not (
+        task.status == Task.Status.NEEDS_REVIEW and _audit_contradicted(task)
+    ):
         decision, consensus.reason = _retirement(
             campaign=campaign,
             posterior=[result.posterior[c] for c in classes],
@@ -443,6 +445,16 @@ def _consensus_update(
     consensus.pk = fastsql.write_together([*writes, *also])[0]
     consensus._state.adding = False
     return consensus
+
+
+def _audit_contradicted(task: Task) -> bool:
+    """Whether the expert audit contradicted the crowd on this task: it then waits for a reviewer's decision,
+    whatever a late answer (a lease given before the audit) makes of its consensus."""
+    return (
+        AuditItem.objects.filter(task_id=task.pk, audited_at__isnull=False)
+        .exclude(expert_label__in=[UNSURE, F("crowd_label")])
+        .exists()
+    )
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 
 from tasks.models import Task
 from tasks.questions import AnswerError
-from tests.factories import CampaignFactory, TaskFactory, UserFactory
+from tests.factories import CampaignFactory, TaskFactory, UserFactory, VolunteerFactory
 from verification import selectors, services
 from verification.aggregation import wilson_interval
 from verification.models import AuditItem, Consensus, LedgerEntry
@@ -82,6 +83,17 @@ def test_blind_answers_measure_the_crowd_and_are_never_edited() -> None:
     assert [row["task_id"] for row in selectors.review_queue(campaign)][:2] == sorted(
         ordered[:2], key=lambda t: (Consensus.objects.get(task_id=t).confidence, t)
     )
+    # A late answer (a lease given before the audit) updates the crowd's consensus, not the task's status.
+    late = Task.objects.select_related("campaign").get(pk=ordered[0])
+    services.answer_submit(
+        task=late,
+        volunteer=VolunteerFactory(),
+        answer={"damage": answers[ordered[0]]},
+        client_id=uuid.uuid4(),
+    )
+    late.refresh_from_db()
+    assert late.status == Task.Status.NEEDS_REVIEW
+    assert "the expert audit answered" in Consensus.objects.get(task=late).reason
     done = AuditItem.objects.get(task_id=ordered[0])
     with pytest.raises(AnswerError, match="already been audited"):
         services.audit_answer(item=done, label="intact", note="", by=reviewer)
