@@ -1037,7 +1037,9 @@ def label_change_probability(
     off = (1 - r) / (n_classes - 1)
     step = temperature * (math.log(r) - math.log(off))
     if step <= 0:
-        return 0.0  # answers at chance move nothing
+        # A typical volunteer at chance or below: the model cannot say what more answers would do, and a
+        # campaign whose crowd looks like that (or an early refit that makes it look so) keeps collecting.
+        return 1.0
     current = max(range(n_classes), key=lambda i: posterior[i])
     gain = np.arange(remaining + 1)[:, None] - np.arange(remaining + 1)[None, :]  # rival's votes gained
     other = max(1 - r - off, 0.0)

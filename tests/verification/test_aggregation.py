@@ -537,6 +537,8 @@ def test_label_change_probability_bounds_what_the_remaining_answers_do() -> None
             assert simulated - 0.01 <= bound <= 1.25 * simulated + 0.01
     # Nothing to come, or three votes against the two answers left: nothing can change.
     assert label_change_probability([0.7, 0.3], 0, crowd_reliability=0.7) == 0.0
+    # A crowd at chance says nothing about the answers to come: never settled.
+    assert label_change_probability([0.9, 0.1], 2, crowd_reliability=0.5) == 1.0
     # A campaign allowing thousands of answers a task never builds a grid of millions of counts.
     assert label_change_probability([0.999, 0.001], 30_000, crowd_reliability=0.9) == 1.0
     unanimous = task_consensus(["a"] * 3, [0.7] * 3, ["a", "b", "c"])
