@@ -10,17 +10,16 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from tasks.models import Campaign, CampaignMembership, Task
-from tasks.questions import UNSURE, QuestionSetError, validate_question_set
+from tasks.questions import UNSURE, QuestionSetError, primary_labels, validate_question_set
 
 AOI_MAX_BYTES = 5 * 1024 * 1024
 CSV_MAX_BYTES = 5 * 1024 * 1024
 
 
 def primary_choices(campaign: Campaign) -> list[tuple[str, str]]:
-    """(value, label) of the primary question's choices, as a reviewer picks them."""
-    primary = campaign.question_set["primary"]
-    question = next(q for q in campaign.question_set["questions"] if q["key"] == primary)
-    return [(c["value"], c["label"]) for c in question.get("choices", [])]
+    """(value, label) of the primary question's consensus labels, as a reviewer picks them (for a multiple
+    choice, every combination of its options)."""
+    return primary_labels(campaign.question_set)
 
 
 def _read_json_upload(upload: Any, what: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -11,6 +12,11 @@ MAX_QUESTIONS = 30
 MAX_CHOICES = 50
 MAX_POINTS = 500
 MAX_TEXT_CHARS = 5000
+# A multiple-choice primary question's consensus is one of every combination of its options (2^n labels).
+MULTIPLE_PRIMARY_MAX_CHOICES = 6
+# The label of an answer that chose none of a multiple-choice question's options (never the primary's: it
+# is required).
+NO_OPTION = "none"
 MAX_KEY_CHARS = 64
 
 
@@ -90,7 +96,42 @@ def validate_question_set(question_set: Any) -> dict[str, Any]:
     primary_question = question_by_key(question_set, primary)
     if primary_question["type"] not in ("single", "multiple"):
         raise QuestionSetError("the primary question must be a single or multiple choice question")
+    if primary_question["type"] == "multiple":
+        # Its consensus label is the set of options chosen, one of every combination of them.
+        options = [v for v in choice_values(primary_question) if v != UNSURE]
+        if len(options) > MULTIPLE_PRIMARY_MAX_CHOICES:
+            raise QuestionSetError(
+                f"a multiple-choice primary question may offer at most {MULTIPLE_PRIMARY_MAX_CHOICES} choices "
+                f"besides {UNSURE!r} (its consensus is one of every combination of them); ask the others in "
+                "questions of their own"
+            )
+        for value in options:
+            if "+" in value:
+                raise QuestionSetError(
+                    f"a multiple-choice primary question's choice may not contain '+': {value!r} (its "
+                    "consensus labels join the options chosen with '+')"
+                )
     return question_set
+
+
+def primary_labels(question_set: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every consensus label of the primary question, as (value, what a reviewer reads), in a fixed order.
+
+    A single-choice question's labels are its choices.  A multiple-choice question's are the sets of options
+    a volunteer can give, as `primary_label` writes them: sorted values joined by '+' (the primary question
+    is required, so never the empty set), then ``unsure`` if offered.
+    """
+    question = question_by_key(question_set, question_set["primary"])
+    choices = question.get("choices", [])
+    if question["type"] != "multiple":
+        return [(c["value"], c["label"]) for c in choices]
+    options = [c for c in choices if c["value"] != UNSURE]
+    labels = []
+    for size in range(1, len(options) + 1):
+        for subset in itertools.combinations(options, size):
+            value = "+".join(sorted(c["value"] for c in subset))
+            labels.append((value, " + ".join(c["label"] for c in subset)))
+    return labels + [(c["value"], c["label"]) for c in choices if c["value"] == UNSURE]
 
 
 def question_by_key(question_set: dict[str, Any], key: str) -> dict[str, Any]:
@@ -191,12 +232,16 @@ def validate_answer(
 
 
 def primary_label(question_set: dict[str, Any], answer: dict[str, Any]) -> str | None:
-    """The consensus-relevant label of an answer: the primary question's value (a multiple set joined by '+')."""
+    """The consensus-relevant label of an answer: the primary question's value (a multiple set joined by '+';
+    ``unsure`` beside other options counts as those options alone)."""
     value = answer.get(question_set["primary"])
     if value is None:
         return None
     if isinstance(value, list):
-        return "+".join(sorted(value)) if value else "none"
+        options = sorted(v for v in value if v != UNSURE)
+        if not options and UNSURE in value:
+            return UNSURE
+        return "+".join(options) if options else NO_OPTION
     return str(value)
 
 

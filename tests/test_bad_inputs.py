@@ -215,6 +215,34 @@ BAD_QUESTION_SETS = [
         },
     ),
     ("primary is free text", {"primary": "a", "questions": [{"key": "a", "type": "text", "text": "t"}]}),
+    (
+        "multiple primary with 7 options",
+        {
+            "primary": "a",
+            "questions": [
+                {
+                    "key": "a",
+                    "type": "multiple",
+                    "text": "t",
+                    "choices": [{"value": f"o{n}", "label": f"O{n}"} for n in range(7)],
+                }
+            ],
+        },
+    ),
+    (
+        "multiple primary option with +",
+        {
+            "primary": "a",
+            "questions": [
+                {
+                    "key": "a",
+                    "type": "multiple",
+                    "text": "t",
+                    "choices": [{"value": "fire+smoke", "label": "F"}, {"value": "people", "label": "P"}],
+                }
+            ],
+        },
+    ),
 ]
 
 

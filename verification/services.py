@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from config import fastsql
 from tasks.models import Assignment, Campaign, Source, Task, Volunteer
-from tasks.questions import UNSURE, AnswerError, primary_label, validate_answer
+from tasks.questions import UNSURE, AnswerError, primary_label, primary_labels, validate_answer
 from verification import aggregation, ledger
 from verification.models import (
     Answer,
@@ -349,11 +349,9 @@ def _statistics_write(
 
 
 def _choices(campaign: Campaign) -> list[str]:
-    primary = campaign.question_set["primary"]
-    for question in campaign.question_set["questions"]:
-        if question["key"] == primary:
-            return [c["value"] for c in question.get("choices", []) if c["value"] != UNSURE]
-    return []
+    """The primary question's consensus labels (every combination of options for a multiple choice), unsure
+    left out."""
+    return [value for value, _ in primary_labels(campaign.question_set) if value != UNSURE]
 
 
 def _check_primary_label(campaign: Campaign, label: str) -> None:
@@ -393,9 +391,12 @@ def _consensus_update(
             custom_plan=True,
         )
         rows = cursor.fetchall()
+    classes = _choices(campaign)
+    # A label the question set no longer offers counts nowhere, as in the refit, rather than failing every answer.
+    known = {*classes, UNSURE}
+    rows = [row for row in rows if row[0] in known]
     labels = [label for label, _ in rows]
     state = campaign.aggregation_state or {}
-    classes = _choices(campaign)
     prior = state.get("class_prior")
     result = aggregation.task_consensus(
         labels,

@@ -106,6 +106,48 @@ def test_a_settled_task_below_the_threshold_goes_to_review_without_more_answers(
     assert "collecting answers: 3 so far" in Consensus.objects.get(task=open_ended).reason
 
 
+SEEN = {
+    "primary": "seen",
+    "questions": [
+        {
+            "key": "seen",
+            "type": "multiple",
+            "text": "What do you see?",
+            "choices": [
+                {"value": "fire", "label": "Fire"},
+                {"value": "smoke", "label": "Smoke"},
+                {"value": "people", "label": "People"},
+                {"value": "unsure", "label": "Not sure"},
+            ],
+        }
+    ],
+}
+
+
+def test_a_multiple_choice_primary_question_reaches_a_consensus_on_the_set_of_options() -> None:
+    """Its consensus label is the set of options chosen ('fire+smoke'); before, every answer failed."""
+    from tasks.questions import primary_labels
+
+    campaign = new_campaign(question_set=SEEN, min_answers=3, max_answers=6)
+    labels = [value for value, _ in primary_labels(SEEN)]
+    assert labels[:3] == ["fire", "smoke", "people"] and len(labels) == 2**3 - 1 + 1  # the sets, then unsure
+    assert "fire+people+smoke" in labels and labels[-1] == "unsure"
+    task = new_task(campaign)
+    for seen in (["smoke", "fire"], ["fire", "smoke"], ["fire", "smoke", "unsure"]):
+        answer_submit(task=task, volunteer=new_volunteer(), answer={"seen": seen}, client_id=uuid.uuid4())
+    task.refresh_from_db()
+    consensus = Consensus.objects.get(task=task)
+    assert (task.status, consensus.label, consensus.n_answers) == (Task.Status.RETIRED, "fire+smoke", 3)
+    other = new_task(campaign)
+    for seen in (["fire"], ["unsure"], ["people"], ["fire"]):
+        answer_submit(task=other, volunteer=new_volunteer(), answer={"seen": seen}, client_id=uuid.uuid4())
+    assert Consensus.objects.get(task=other).label == "fire"
+    summary = consensus_recompute_campaign(campaign=campaign)
+    assert summary["answers"] == 7 and Consensus.objects.get(task=task).label == "fire+smoke"
+    decision = decision_record(task=other, reviewer=UserFactory(), label="fire+people", note="two figures")
+    assert decision.label == "fire+people"
+
+
 def test_disagreement_up_to_max_answers_goes_to_review() -> None:
     campaign = new_campaign(min_answers=3, max_answers=4)
     task = new_task(campaign)
