@@ -70,6 +70,8 @@ def test_new_volunteer_tutorial_keyboard_imagery_mouse_video_and_gold_feedback(
             text = page.locator("#feedback-text").inner_text()
             assert "Well spotted" in text and "Structures destroyed" in text and GOLD_EXPLANATION in text
             assert page.evaluate("document.activeElement.id") == "feedback-next"
+            # The volunteer's counts already include the answer the feedback is about.
+            assert "Today: 1 answered · here: 1" in page.locator("#progress").inner_text()
             shot(page, "feedback")
             page.keyboard.press("Enter")
     assert len(set(seen)) == 5

@@ -456,6 +456,14 @@
         pending = Promise.resolve({ status: data.next ? 200 : 204, data: data.next });
         if (data.next) prefetch(data.next.task);
       }
+      // The volunteer's counts include this answer at once, also while gold feedback or a break is shown:
+      // the next task's progress was counted after it; without one, count it here.
+      if (data.next && data.next.progress) {
+        showProgress(data.next.progress);
+      } else if (status === 201 && current.progress) {
+        showProgress({ ...current.progress, answered_today: current.progress.answered_today + 1,
+          answered: current.progress.answered + 1 });
+      }
       root.dataset.answered = String(Number(root.dataset.answered || 0) + 1);
       const run = graphicRun(current.graphic);
       const primary = current.question_set.primary;
