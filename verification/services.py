@@ -540,6 +540,9 @@ def _retirement(
         temperature=float(state.get("temperature", 1.0)),
     )
     margin = aggregation.vote_margin(labels, ignore_label=UNSURE)
+    # The two-vote lead keeps one volunteer's word from settling a task against another's; a campaign that
+    # asks for a single answer accepts one volunteer's word when it is the only answer.
+    needs_lead = 1 if campaign.min_answers == 1 and n_answers == 1 else aggregation.RETIREMENT_MIN_MARGIN
     decision = aggregation.retirement_decision(
         confidence,
         n_answers,
@@ -548,6 +551,7 @@ def _retirement(
         max_answers=campaign.max_answers,
         threshold=campaign.retirement_confidence,
         vote_margin=margin,
+        min_margin=needs_lead,
     )
     threshold = campaign.retirement_confidence
     # The confidence needed rises with the answers (aggregation.retirement_threshold): say which one applied.
@@ -580,7 +584,6 @@ def _retirement(
     elif n_answers < campaign.min_answers:
         reason = f"collecting answers: {n_answers} so far (minimum {campaign.min_answers})"
     else:
-        needs_lead = aggregation.RETIREMENT_MIN_MARGIN
         held = "" if margin >= needs_lead else f", a lead of {margin} vote(s) (needs {needs_lead})"
         reason = (
             f"collecting answers: {n_answers} so far, confidence {confidence:.3f} (needs {needed:.3f}){held}; "

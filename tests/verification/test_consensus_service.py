@@ -56,6 +56,21 @@ def test_unanimous_answers_retire_at_the_minimum() -> None:
     assert consensus.confidence >= campaign.retirement_confidence
 
 
+def test_a_campaign_asking_for_one_answer_retires_on_a_confident_one() -> None:
+    campaign = new_campaign(min_answers=1, max_answers=3, retirement_confidence=0.6)
+    task = new_task(campaign)
+    answer(task, new_volunteer(), "destroyed")  # 0.7 at the default reliability
+    task.refresh_from_db()
+    assert task.status == Task.Status.RETIRED
+    # Once a second answer has come (even an unsure one), the two-vote lead applies again.
+    other = new_task(campaign)
+    answer(other, new_volunteer(), "unsure")
+    answer(other, new_volunteer(), "destroyed")
+    other.refresh_from_db()
+    assert other.status == Task.Status.OPEN
+    assert "a lead of 1 vote(s) (needs 2)" in Consensus.objects.get(task=other).reason
+
+
 def test_one_dissent_in_three_keeps_the_task_open() -> None:
     campaign = new_campaign(min_answers=3, max_answers=10)
     task = new_task(campaign)
