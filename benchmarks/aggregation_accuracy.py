@@ -155,6 +155,8 @@ def main() -> None:
                 seconds = min(seconds, time.perf_counter() - started)
             accuracy, ece = score(res.labels, res.confidence, data["gold"], tied=res.tied)
             row[method] = (accuracy, ece, seconds, balanced_accuracy(res.labels, data["gold"]))
+            if method == "auto":
+                alone = res  # the review row below starts from it
         # auto with 10% of the truth as gold (calibrates on gold), scored on the remaining 90%; and with 20%,
         # an audit twice the size.
         for share, name in ((GOLD_SHARE, "auto+gold10%*"), (2 * GOLD_SHARE, "auto+gold20%*")):
@@ -168,7 +170,6 @@ def main() -> None:
             row[name] = (accuracy, ece, seconds, balanced_accuracy(res.labels, data["gold"], scored))
         # auto after reviewers have decided the tenth of the tasks it is least sure of (the review queue's
         # order), their decisions passed as anchors; scored on the other tasks, beside auto on the same ones.
-        alone = aggregate_data(data)
         hardest = np.argsort(alone.confidence, kind="stable")[: data["n_tasks"] // 10]
         decided = {int(t): int(data["gold"][t]) for t in hardest if data["gold"][t] >= 0}
         started = time.perf_counter()

@@ -356,8 +356,9 @@ def _choices(campaign: Campaign) -> list[str]:
 
 def _check_primary_label(campaign: Campaign, label: str) -> None:
     """A reviewer's label (a decision, an audit answer) must be one of the primary question's, or unsure."""
-    if label not in _choices(campaign) and label != UNSURE:
-        raise AnswerError("label", f"must be one of {', '.join(_choices(campaign))}")
+    labels = _choices(campaign)
+    if label not in labels and label != UNSURE:
+        raise AnswerError("label", f"must be one of {', '.join(labels)}")
 
 
 def consensus_update_task(*, task: Task) -> Consensus:
