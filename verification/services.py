@@ -572,6 +572,13 @@ def _retirement(
             f"label settled ({settled}) and confidence {confidence:.3f} reached the threshold {threshold:.3f} "
             f"after {n_answers} answers"
         )
+    elif decision == "needs_review" and remaining == 0 and confidence >= threshold:
+        # The confidence was there; the volunteers' split was not settled (a lead under the two votes).
+        reason = (
+            f"{n_answers} answers (the maximum is {campaign.max_answers}) split with a lead of {margin} "
+            f"vote(s) (needs {needs_lead}), although the model's confidence is {confidence:.3f}: "
+            "sent to expert review"
+        )
     elif decision == "needs_review" and remaining == 0:
         reason = (
             f"{n_answers} answers (the maximum is {campaign.max_answers}) without reaching confidence "

@@ -173,6 +173,24 @@ def test_disagreement_up_to_max_answers_goes_to_review() -> None:
     assert "expert review" in Consensus.objects.get(task=task).reason
 
 
+def test_a_split_task_at_its_maximum_says_the_split_sent_it_to_review_not_the_confidence() -> None:
+    # Two volunteers the model trusts against two it trusts less: confident, but two against two.
+    campaign = new_campaign(min_answers=3, max_answers=4)
+    task = new_task(campaign)
+    for value, reliability in (("destroyed", 0.6), ("intact", 0.99), ("destroyed", 0.6), ("intact", 0.99)):
+        volunteer = new_volunteer()
+        VolunteerReliability.objects.create(
+            campaign=campaign, volunteer=volunteer, reliability=reliability, n_answers=50
+        )
+        answer(task, volunteer, value)
+    task.refresh_from_db()
+    consensus = Consensus.objects.get(task=task)
+    assert task.status == Task.Status.NEEDS_REVIEW
+    assert consensus.label == "intact" and consensus.confidence > 0.99
+    assert "split with a lead of 0 vote(s) (needs 2)" in consensus.reason
+    assert "without reaching confidence" not in consensus.reason
+
+
 def test_blocked_volunteers_answers_stop_counting() -> None:
     campaign = new_campaign(min_answers=3, max_answers=10)
     task = new_task(campaign)
