@@ -53,6 +53,23 @@ def test_demo_sets_up_both_campaigns_through_the_job_queue_and_can_be_rerun(tmp_
         "select count(*) from tasks_task where status = 'open' and not is_gold"
     ).fetchone()[0]
     assert retired >= 10 and still_open >= 15
+    # Two tiles split evenly up to the maximum wait for a reviewer, saying why.
+    review = database.execute(
+        "select c.reason from tasks_task t join verification_consensus c on c.task_id = t.id "
+        "where t.status = 'needs_review'"
+    ).fetchall()
+    assert len(review) == 2 and all("split with a lead of 0 vote(s)" in r for (r,) in review)
+    # The crowd answered the gold tasks too (the volunteers' 'gold right' column), and the settled tiles
+    # are an evidence set ready to export.
+    gold_answers = database.execute(
+        "select count(*) from verification_answer a join tasks_task t on t.id = a.task_id where t.is_gold"
+    ).fetchone()[0]
+    assert gold_answers == 10 * gold
+    evidence = database.execute(
+        "select s.name, count(i.id) from verification_evidenceset s "
+        "join verification_evidenceitem i on i.evidence_set_id = s.id group by s.id"
+    ).fetchall()
+    assert evidence == [("Settled tiles (demo)", retired)]
     owner = database.execute(
         "select count(*) from tasks_campaignmembership m join auth_user u on u.id = m.user_id "
         "where u.username = 'researcher' and m.role = 'owner'"

@@ -118,6 +118,7 @@ class Command(JsonCommand):
         if truth is not None:
             self._mark_gold(imagery, truth, researcher)
             self._simulate_crowd(imagery, truth)
+            self._evidence_set(imagery, researcher)
         return {
             "campaigns": [imagery.slug, footage.slug],
             "tasks": {c.slug: Task.objects.filter(campaign=c).count() for c in (imagery, footage)},
@@ -197,8 +198,15 @@ class Command(JsonCommand):
                 )
 
     def _simulate_crowd(self, campaign: Campaign, truth: Any, share: float = 0.5) -> None:
-        """A few simulated volunteers answer half of the tiles, so the researcher's dashboard, map, review
-        queue and exports have something to show; the other half stays open for real volunteers."""
+        """Ten simulated volunteers answer every gold task (as each newcomer's training ramp serves them) and
+        half of the other tiles, so the researcher's dashboard, map, review queue and exports have something
+        to show; the other half stays open for real volunteers.
+
+        Most tiles get three answers and every fourth five, some of them split. The last two tiles answered
+        are ones the simulated crowd finds ambiguous (burned or intact?): the campaign's maximum of answers,
+        split evenly between volunteers of equal accuracy, so they end in the review queue for a reviewer
+        to decide, as disputed tiles do in a real campaign.
+        """
         import random
         import uuid
 
@@ -206,31 +214,61 @@ class Command(JsonCommand):
         from verification.services import answer_submit, consensus_recompute_campaign
 
         rng = random.Random(2023)
+        labels = ["no_structures", "intact", "destroyed"]
+
+        def truth_of(task: Task) -> str:
+            window = task.window or {}
+            return str(
+                truth.label_for_window(
+                    window["col_off"], window["row_off"], window["width"], window["height"]
+                )
+            )
+
+        def answer(task: Task, volunteer: Volunteer, label: str) -> None:
+            answer_submit(task=task, volunteer=volunteer, answer={"damage": label}, client_id=uuid.uuid4())
+
+        def guess(right: str, accuracy: float) -> str:
+            if rng.random() < 0.08:
+                return "unsure"
+            if rng.random() < accuracy:
+                return right
+            return rng.choice([x for x in labels if x != right])
+
+        # Pairs of equal accuracy: a tile split between the two volunteers of every pair stays disputed.
+        accuracies = (0.95, 0.95, 0.9, 0.9, 0.85, 0.85, 0.8, 0.8, 0.65, 0.65)
+        crowd = [(Volunteer.objects.create(is_anonymous=True), accuracy) for accuracy in accuracies]
+        for task in Task.objects.filter(campaign=campaign, is_gold=True).order_by("id"):
+            right = truth_of(task)
+            for volunteer, accuracy in crowd:
+                answer(task, volunteer, guess(right, accuracy))
         tasks = list(Task.objects.filter(campaign=campaign, is_gold=False).order_by("id"))
         chosen = tasks[: int(len(tasks) * share)]
-        crowd = [
-            (Volunteer.objects.create(is_anonymous=True), accuracy)
-            for accuracy in (0.95, 0.9, 0.85, 0.8, 0.6)
-        ]
-        labels = ["no_structures", "intact", "destroyed"]
-        for index, task in enumerate(chosen):
-            window = task.window or {}
-            right = truth.label_for_window(
-                window["col_off"], window["row_off"], window["width"], window["height"]
-            )
-            # Most tiles get three answers; every fourth gets five, some of them split, for the review queue.
-            answering = crowd if index % 4 == 0 else crowd[:3]
-            for volunteer, accuracy in answering:
-                if rng.random() < 0.08:
-                    label = "unsure"
-                elif rng.random() < accuracy:
-                    label = right
-                else:
-                    label = rng.choice([x for x in labels if x != right])
-                answer_submit(
-                    task=task, volunteer=volunteer, answer={"damage": label}, client_id=uuid.uuid4()
-                )
+        disputed, settled = chosen[-2:], chosen[:-2]
+        for index, task in enumerate(settled):
+            right = truth_of(task)
+            for volunteer, accuracy in crowd[:5] if index % 4 == 0 else crowd[:3]:
+                answer(task, volunteer, guess(right, accuracy))
+        # Each volunteer sees one of the two as burned and the other as intact: the split says the tiles are
+        # hard, not that some volunteers misread burned huts (which a model could learn and discount).
+        for flip, task in enumerate(disputed):
+            for position, (volunteer, _) in enumerate(crowd[: campaign.max_answers]):
+                answer(task, volunteer, ("destroyed", "intact")[(position + flip) % 2])
         consensus_recompute_campaign(campaign=campaign)
+
+    def _evidence_set(self, campaign: Campaign, researcher: Any) -> None:
+        """The tiles the crowd has settled, gathered into an evidence set ready to export (not yet frozen)."""
+        from verification.models import EvidenceSet
+        from verification.services import evidence_set_create
+
+        name = "Settled tiles (demo)"
+        if not EvidenceSet.objects.filter(campaign=campaign, name=name).exists():
+            evidence_set_create(
+                campaign=campaign,
+                name=name,
+                by=researcher,
+                filters={"statuses": [Task.Status.RETIRED]},
+                description="Every tile the simulated crowd retired with confidence; export it as a package.",
+            )
 
     def _serve(self, host: str, port: int) -> None:
         # SIGTERM (a supervisor, `kill`) must stop the worker too, as Ctrl-C does: turn it into an exit.
