@@ -142,6 +142,7 @@ def researcher_campaign(request: HttpRequest, slug: str) -> HttpResponse:
         role,
         counts=counts,
         task_total=sum(counts.values()),
+        gold_total=selectors.gold_task_count(campaign),
         answer_count=selectors.campaign_answer_count(campaign),
         sources=selectors.campaign_sources(campaign),
         jobs=[_job_payload(job) for job in selectors.campaign_recent_jobs(campaign, limit=5)],
@@ -304,6 +305,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         role,
         counts=counts,
         task_total=sum(counts.values()),
+        gold_total=selectors.gold_task_count(campaign),
         answer_count=selectors.campaign_answer_count(campaign),
         chart_answers=charts.bar_chart(
             [(h.strftime("%d %H:00"), n) for h, n in per_hour], title="Answers per hour", colour="#0b5cad"

@@ -280,6 +280,11 @@ def campaigns_with_counts(queryset: QuerySet[Campaign]) -> QuerySet[Campaign]:
     ).order_by("-created_at")
 
 
+def gold_task_count(campaign: Campaign) -> int:
+    """Gold tasks, which the task counts beside it leave out (they never retire; volunteers train on them)."""
+    return Task.objects.filter(campaign=campaign, is_gold=True).count()
+
+
 def campaign_answer_count(campaign: Campaign) -> int:
     from verification.models import Answer
 

@@ -340,3 +340,14 @@ def test_a_reviewer_audits_a_random_sample_blind_and_sees_how_often_the_crowd_wa
     client.post("/researcher/darfur/audit/draw", {"size": "5"})
     client.post("/researcher/darfur/audit/draw", {"size": "5"})
     assert AuditItem.objects.filter(campaign=campaign).count() == 4
+
+
+def test_the_overview_and_dashboard_count_gold_tasks_beside_the_others(campaign, client):
+    # The task counts leave gold tasks out; the sources count every tile. The gold count reconciles them.
+    TaskFactory(campaign=campaign)
+    TaskFactory(campaign=campaign, status=Task.Status.RETIRED)
+    TaskFactory(campaign=campaign, is_gold=True, gold_answer={"damage": "intact"})
+    for path in ("/researcher/darfur/", "/researcher/darfur/dashboard/"):
+        page = client.get(path).content.decode()
+        assert "<b>1</b><span>gold</span>" in page, path
+        assert ">2</b><span>tasks</span>" in page, path
