@@ -37,6 +37,16 @@ def _membership(request: HttpRequest, slug: str) -> tuple[Campaign, str]:
     return campaign, role
 
 
+def _workspace(campaign: Campaign, role: str) -> dict[str, Any]:
+    """What the research workspace's frame (frontend/researcher_base.html) shows: breadcrumbs and tabs."""
+    return {
+        "campaign": campaign,
+        "role": role,
+        "can_review": selectors.role_allows(role, CampaignMembership.Role.REVIEWER),
+        "is_owner": selectors.role_allows(role, CampaignMembership.Role.OWNER),
+    }
+
+
 def _job_payload(job: Job, campaign: Campaign) -> dict[str, Any]:
     export_id = (job.result or {}).get("export")
     return {
@@ -78,24 +88,25 @@ def export_list(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         "verification/exports.html",
         {
-            "campaign": campaign,
-            "role": role,
+            **_workspace(campaign, role),
             "can_export": can_export,
             "exports": exports[:50],
             "jobs": [_job_payload(job, campaign) for job in jobs],
             "set_names": set_names,
+            # The evidence set page's Export button names its set.
+            "chosen_set": request.GET.get("set", ""),
         },
     )
 
 
 @login_required
 def export_job(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
-    campaign, _ = _membership(request, slug)
+    campaign, role = _membership(request, slug)
     job = get_object_or_404(Job, pk=job_id, campaign=campaign, kind="export_evidence")
     payload = _job_payload(job, campaign)
     if request.GET.get("format") == "json":
         return JsonResponse(payload)
-    return render(request, "verification/export_job.html", {"campaign": campaign, "job": payload})
+    return render(request, "verification/export_job.html", {**_workspace(campaign, role), "job": payload})
 
 
 @login_required

@@ -119,6 +119,7 @@ def test_researcher_pages_pass_axe(browser: Any, live_server: Any, imagery_campa
         f"{base}/members/",
         f"{base}/audit/",
         f"{base}/audit/{tasks[1].pk}/",
+        f"{base}/exports/",
     ):
         response = page.goto(live_server.url + path)
         assert response is not None and response.status == 200, path

@@ -396,3 +396,28 @@ def test_methodology_reports_the_expert_audit_and_the_package_still_verifies(
         r["type"] == "audit_draw" for r in records
     )
     assert run("verify_package", str(out))[0] == 0
+
+
+def test_the_export_pages_sit_in_the_workspace_with_the_set_chosen_and_in_french(
+    campaign: Campaign, client: Any, settings: Any, tmp_path: Path
+) -> None:
+    from tasks.services import membership_set
+
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    owner = UserFactory()
+    membership_set(campaign=campaign, user=owner, role="owner")
+    EvidenceSet.objects.create(campaign=campaign, name="Burned villages")
+    client.force_login(owner)
+    # The evidence set page's Export button names its set; the export page starts from it.
+    evidence_set = EvidenceSet.objects.get(campaign=campaign, name="Burned villages")
+    set_page = client.get(f"/researcher/{campaign.slug}/evidence/{evidence_set.pk}/").content.decode()
+    assert f'href="/researcher/{campaign.slug}/exports/?set=Burned%20villages"' in set_page
+    page = client.get(f"/researcher/{campaign.slug}/exports/?set=Burned villages").content.decode()
+    assert '<option value="Burned villages" selected>' in page
+    assert 'aria-current="page">Exports</a>' in page and 'class="crumbs"' in page
+    status = export_through_the_page(client, campaign)
+    job_page = client.get(f"/researcher/{campaign.slug}/exports/jobs/{status['id']}/").content.decode()
+    assert 'id="export-download"' in job_page and 'aria-current="page">Exports</a>' in job_page
+    client.cookies.load({"django_language": "fr"})
+    french = client.get(f"/researcher/{campaign.slug}/exports/").content.decode()
+    assert "Paquets de preuves" in french and "Télécharger" in french

@@ -118,7 +118,7 @@ class Command(JsonCommand):
         if truth is not None:
             self._mark_gold(imagery, truth, researcher)
             self._simulate_crowd(imagery, truth)
-            self._evidence_set(imagery, researcher)
+        self._evidence_set(imagery, researcher)
         return {
             "campaigns": [imagery.slug, footage.slug],
             "tasks": {c.slug: Task.objects.filter(campaign=c).count() for c in (imagery, footage)},
