@@ -319,7 +319,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             verification_selectors.agreement_histogram(campaign), title="Agreement", colour="#6b4fbb"
         ),
         chart_labels=charts.bar_chart(labels, title="Labels", colours=colours),
-        volunteers=verification_selectors.volunteer_table(campaign),
+        volunteers=verification_selectors.volunteer_table(campaign, find=request.GET.get("volunteer", "")),
     )
 
 
@@ -377,9 +377,12 @@ def campaign_map(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 def map_data(request: HttpRequest, slug: str) -> JsonResponse:
     campaign, _ = _campaign_for(request, slug)
+    # One reverse for the campaign, not one per task (40,000 reverses took 1.6 s).
+    first = reverse("researcher-task", args=[campaign.slug, 1])
+    prefix, suffix = first.rsplit("/1/", 1)
     return JsonResponse(
         verification_selectors.campaign_geojson(
-            campaign, task_url=lambda task: reverse("researcher-task", args=[campaign.slug, task.pk])
+            campaign, task_url=lambda task_id: f"{prefix}/{task_id}/{suffix}"
         )
     )
 

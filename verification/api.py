@@ -152,5 +152,5 @@ class ConsensusListView(APIView):
             return Response(
                 {"detail": "Researchers of this campaign only."}, status=status.HTTP_403_FORBIDDEN
             )
-        decisions = selectors.latest_decisions(campaign)
-        return Response([selectors.consensus_row(t, decisions) for t in selectors.consensus_rows(campaign)])
+        columns = ("task_id", "label", "confidence", "agreement", "n_answers", "status")
+        return Response([{k: row[k] for k in columns} for row in selectors.consensus_table(campaign)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Case, QuerySet, Value, When
@@ -48,6 +50,47 @@ def consensus_row(task: Task, latest_decisions: dict[int, str]) -> dict[str, Any
         "n_answers": consensus.n_answers if consensus else 0,
         "status": task.status,
     }
+
+
+_CONSENSUS_COLUMNS = (
+    "pk",
+    "status",
+    "consensus__label",
+    "consensus__confidence",
+    "consensus__agreement",
+    "consensus__n_answers",
+)
+
+
+def consensus_table(campaign: Campaign, *, footprints: bool = False) -> list[dict[str, Any]]:
+    """``consensus_row`` for every task of the campaign, read as plain columns rather than model instances.
+
+    For whole-campaign reads (the API's consensus list, the map, the label chart): building a Task and a
+    Consensus for each of 40,000 tiles, with their JSON fields decoded, took 8 to 10 s of the request
+    (benchmarks/researcher_pages.py). With ``footprints``, only tasks with a footprint, each with it.
+    """
+    decisions = latest_decisions(campaign)
+    queryset = consensus_rows(campaign)
+    columns: tuple[str, ...] = _CONSENSUS_COLUMNS
+    if footprints:
+        queryset = queryset.filter(footprint__isnull=False)
+        columns = (*columns, "footprint")
+    rows = []
+    for values in queryset.values_list(*columns).iterator(chunk_size=5000):
+        task_id, status, label, confidence, agreement, n_answers = values[:6]
+        row = {
+            "task_id": task_id,
+            "label": decisions.get(task_id) or label or None,
+            "confidence": confidence if confidence is not None else 0.0,
+            "agreement": agreement if agreement is not None else 0.0,
+            "n_answers": n_answers if n_answers is not None else 0,
+            "status": status,
+            "adjudicated": task_id in decisions,
+        }
+        if footprints:
+            row["footprint"] = values[6]
+        rows.append(row)
+    return rows
 
 
 def latest_decisions(campaign: Campaign) -> dict[int, str]:
@@ -205,13 +248,21 @@ def agreement_histogram(campaign: Campaign, *, bins: int = 10) -> list[tuple[str
 
 
 def label_distribution(campaign: Campaign) -> list[tuple[str, int]]:
+    """Tasks per label, a reviewer's decision counting over the crowd's consensus: the crowd's labels
+    counted by the database, the decided tasks (few) then moved to their decision's label."""
     decisions = latest_decisions(campaign)
+    decided = list(
+        consensus_rows(campaign).filter(pk__in=list(decisions)).values_list("pk", "consensus__label")
+    )
     counts: dict[str, int] = {}
-    for task in consensus_rows(campaign):
-        label = effective_label(task, decisions)
-        if label:
-            counts[label] = counts.get(label, 0) + 1
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    for row in consensus_rows(campaign).order_by().values("consensus__label").annotate(n=Count("id")):
+        if row["consensus__label"]:
+            counts[row["consensus__label"]] = row["n"]
+    for task_id, crowd_label in decided:
+        if crowd_label:
+            counts[crowd_label] -= 1
+        counts[decisions[task_id]] = counts.get(decisions[task_id], 0) + 1
+    return sorted(((label, n) for label, n in counts.items() if n), key=lambda item: (-item[1], item[0]))
 
 
 def status_counts(campaign: Campaign) -> dict[str, int]:
@@ -221,29 +272,66 @@ def status_counts(campaign: Campaign) -> dict[str, int]:
     return counts
 
 
-def volunteer_table(campaign: Campaign) -> list[dict[str, Any]]:
-    """Pseudonyms only: answers, reliability, gold record, flags and the block switch of this campaign."""
+# Volunteers the dashboard lists by default: a campaign may have tens of thousands (Decode Darfur had 28,600),
+# and a table of all of them was megabytes of HTML (benchmarks/researcher_pages.py).
+VOLUNTEER_ROWS = 100
+
+
+@dataclass(frozen=True)
+class VolunteerTable:
+    rows: list[dict[str, Any]]
+    total: int  # volunteers who answered in this campaign
+    find: str  # the pseudonym (or its start) asked for, if any
+
+
+def volunteer_table(campaign: Campaign, *, find: str = "", limit: int | None = None) -> VolunteerTable:
+    """Pseudonyms only: answers, reliability, gold record, flags and the block switch of this campaign.
+
+    The ``limit`` volunteers with most answers, and every flagged or blocked one (those a researcher has
+    to act on), flagged and blocked first; or, with ``find`` (a pseudonym such as ``V-1a2b3c4d`` or its
+    start), the volunteers whose pseudonym starts with it.
+    """
     from tasks.models import Volunteer
     from verification.models import Answer, VolunteerReliability
 
+    limit = limit or VOLUNTEER_ROWS
+    answers = Answer.objects.filter(campaign=campaign)
+    total = answers.values("volunteer").distinct().count()
+    prefix = find.strip().lower().removeprefix("v-")
+    if find.strip():
+        if not re.fullmatch(r"[0-9a-f]{1,8}", prefix):
+            return VolunteerTable([], total, find.strip())
+        ids = list(
+            Volunteer.objects.filter(public_id__startswith=prefix, answers__campaign=campaign)
+            .distinct()
+            .values_list("pk", flat=True)[:limit]
+        )
+    else:
+        busiest = answers.values("volunteer").annotate(n=Count("id")).order_by("-n", "volunteer")[:limit]
+        attention = VolunteerReliability.objects.filter(campaign=campaign).filter(
+            Q(flagged=True) | Q(blocked=True)
+        )
+        ids = [row["volunteer"] for row in busiest] + list(
+            attention.values_list("volunteer_id", flat=True)[: 5 * limit]
+        )
     answered = dict(
-        Answer.objects.filter(campaign=campaign)
+        answers.filter(volunteer_id__in=ids)
         .values("volunteer")
         .annotate(n=Count("id"))
         .values_list("volunteer", "n")
     )
     stats = {
         r.volunteer_id: r
-        for r in VolunteerReliability.objects.filter(campaign=campaign, volunteer_id__in=answered)
+        for r in VolunteerReliability.objects.filter(campaign=campaign, volunteer_id__in=ids)
     }
-    rows = []
-    for volunteer in Volunteer.objects.filter(pk__in=answered).only("public_id", "is_blocked"):
+    rows: list[dict[str, Any]] = []
+    for volunteer in Volunteer.objects.filter(pk__in=ids).only("public_id", "is_blocked"):
         stat = stats.get(volunteer.pk)
         rows.append(
             {
                 "public_id": str(volunteer.public_id),
                 "pseudonym": volunteer.pseudonym,
-                "answers": answered[volunteer.pk],
+                "answers": answered.get(volunteer.pk, 0),
                 "reliability": stat.reliability if stat else None,
                 "n_gold": stat.n_gold if stat else 0,
                 "n_gold_correct": stat.n_gold_correct if stat else 0,
@@ -252,7 +340,8 @@ def volunteer_table(campaign: Campaign) -> list[dict[str, Any]]:
                 "blocked_everywhere": volunteer.is_blocked,
             }
         )
-    return sorted(rows, key=lambda r: (-r["answers"], r["pseudonym"]))
+    rows.sort(key=lambda r: (not (r["flagged"] or r["blocked"]), -r["answers"], r["pseudonym"]))
+    return VolunteerTable(rows, total, find.strip())
 
 
 def _review_queryset(campaign: Campaign, *, label: str | None = None) -> QuerySet[Task]:
@@ -365,28 +454,29 @@ def label_colours(campaign: Campaign) -> dict[str, str]:
 
 
 def campaign_geojson(campaign: Campaign, *, task_url: Any) -> dict[str, Any]:
-    """A FeatureCollection of the campaign's imagery tasks with label, confidence, status and colour."""
-    decisions = latest_decisions(campaign)
+    """A FeatureCollection of the campaign's imagery tasks with label, confidence, status and colour.
+
+    ``task_url(task_id)`` gives each task's page.
+    """
     colours = label_colours(campaign)
     features = []
-    for task in consensus_rows(campaign).filter(footprint__isnull=False):
-        consensus: Consensus | None = getattr(task, "consensus", None)
-        label = effective_label(task, decisions)
+    for row in consensus_table(campaign, footprints=True):
+        label = row["label"]
         features.append(
             {
                 "type": "Feature",
-                "id": task.pk,
-                "geometry": task.footprint,
+                "id": row["task_id"],
+                "geometry": row["footprint"],
                 "properties": {
-                    "task_id": task.pk,
-                    "label": label or None,
-                    "confidence": round(consensus.confidence, 4) if consensus else 0.0,
-                    "agreement": round(consensus.agreement, 4) if consensus else 0.0,
-                    "n_answers": consensus.n_answers if consensus else 0,
-                    "status": task.status,
-                    "adjudicated": task.pk in decisions,
+                    "task_id": row["task_id"],
+                    "label": label,
+                    "confidence": round(row["confidence"], 4),
+                    "agreement": round(row["agreement"], 4),
+                    "n_answers": row["n_answers"],
+                    "status": row["status"],
+                    "adjudicated": row["adjudicated"],
                     "color": colours.get(label, "#7f7f7f") if label else "#bbbbbb",
-                    "url": task_url(task),
+                    "url": task_url(row["task_id"]),
                 },
             }
         )

@@ -351,3 +351,67 @@ def test_the_overview_and_dashboard_count_gold_tasks_beside_the_others(campaign,
         page = client.get(path).content.decode()
         assert "<b>1</b><span>gold</span>" in page, path
         assert ">2</b><span>tasks</span>" in page, path
+
+
+def test_the_dashboard_lists_the_busiest_and_the_flagged_volunteers_and_finds_any_other(
+    campaign, client, monkeypatch
+):
+    from verification import selectors as verification_selectors
+
+    monkeypatch.setattr(verification_selectors, "VOLUNTEER_ROWS", 2)
+    Campaign.objects.filter(pk=campaign.pk).update(max_answers=10, retirement_confidence=0.999999)
+    tasks = [TaskFactory(campaign=campaign) for _ in range(4)]
+    volunteers = [VolunteerFactory() for _ in range(5)]
+    for volunteer, n in zip(volunteers, (4, 3, 2, 1, 1), strict=True):
+        for task in tasks[:n]:
+            answer(task, volunteer, "intact")
+    flagged = volunteers[4]
+    VolunteerReliability.objects.filter(campaign=campaign, volunteer=flagged).update(flagged=True)
+    page = client.get("/researcher/darfur/dashboard/").content.decode()
+    shown = [v.pseudonym for v in volunteers if f'data-volunteer="{v.pseudonym}"' in page]
+    # The flagged one first, then the two with most answers; the others are a search away.
+    assert shown == [volunteers[0].pseudonym, volunteers[1].pseudonym, flagged.pseudonym]
+    assert page.index(flagged.pseudonym) < page.index(volunteers[0].pseudonym)
+    assert "3 of 5 volunteers" in page
+    quiet = volunteers[3]
+    found = client.get(f"/researcher/darfur/dashboard/?volunteer={quiet.pseudonym}").content.decode()
+    assert (
+        f'data-volunteer="{quiet.pseudonym}"' in found and "1 volunteer whose pseudonym starts with" in found
+    )
+    assert f'data-volunteer="{volunteers[0].pseudonym}"' not in found
+    nobody = client.get("/researcher/darfur/dashboard/?volunteer=V-zz'; drop").content.decode()
+    assert "No volunteer of this campaign has that pseudonym." in nobody
+
+
+def test_whole_campaign_reads_count_a_decision_over_the_crowd(campaign, client, owner):
+    # The label chart, the map and the API's consensus list read every task as plain columns; a
+    # reviewer's decision still wins over the crowd in each, and a task without answers has no label.
+    from verification import selectors as verification_selectors
+
+    ring = [[25.0, 13.0], [25.1, 13.0], [25.1, 13.1], [25.0, 13.1], [25.0, 13.0]]
+    footprint = {"type": "Polygon", "coordinates": [ring]}
+    decided, crowd_only, unanswered = (TaskFactory(campaign=campaign, footprint=footprint) for _ in range(3))
+    for task in (decided, crowd_only):
+        for _ in range(3):
+            answer(task, VolunteerFactory(), "intact")
+    verification_services.decision_record(task=decided, reviewer=owner, label="destroyed", note="ash rings")
+    assert verification_selectors.label_distribution(campaign) == [("destroyed", 1), ("intact", 1)]
+    features = {
+        f["id"]: f["properties"] for f in client.get("/researcher/darfur/map.geojson").json()["features"]
+    }
+    assert features[decided.pk]["label"] == "destroyed" and features[decided.pk]["adjudicated"]
+    assert features[crowd_only.pk]["label"] == "intact" and not features[crowd_only.pk]["adjudicated"]
+    assert features[unanswered.pk]["label"] is None and features[unanswered.pk]["n_answers"] == 0
+    assert features[decided.pk]["url"] == f"/researcher/darfur/tasks/{decided.pk}/"
+    assert client.get(features[decided.pk]["url"]).status_code == 200
+    rows = {r["task_id"]: r for r in client.get("/api/v1/campaigns/darfur/consensus").json()}
+    assert rows[decided.pk]["label"] == "destroyed" and rows[decided.pk]["status"] == "adjudicated"
+    assert rows[crowd_only.pk]["label"] == "intact" and rows[crowd_only.pk]["confidence"] > 0.5
+    assert rows[unanswered.pk] == {
+        "task_id": unanswered.pk,
+        "label": None,
+        "confidence": 0.0,
+        "agreement": 0.0,
+        "n_answers": 0,
+        "status": "open",
+    }
