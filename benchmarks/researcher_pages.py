@@ -199,7 +199,7 @@ def main() -> None:
         call_command(
             "collectstatic", interactive=False, verbosity=0
         )  # production settings serve hashed names
-        client = Client(HTTP_HOST="127.0.0.1")
+        client = Client(HTTP_HOST="127.0.0.1", HTTP_ACCEPT_ENCODING="gzip")  # bytes as a browser gets them
         client.force_login(owner)
         for name, path in PAGES:
             if name in args.profile:

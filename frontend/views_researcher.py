@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from frontend import charts, forms
@@ -375,6 +376,7 @@ def campaign_map(request: HttpRequest, slug: str) -> HttpResponse:
 
 @json_login_required
 @require_GET
+@gzip_page  # a tile's footprint and figures, 40,000 times: 15.7 MB plain (benchmarks/researcher_pages.py)
 def map_data(request: HttpRequest, slug: str) -> JsonResponse:
     campaign, _ = _campaign_for(request, slug)
     # One reverse for the campaign, not one per task (40,000 reverses took 1.6 s).

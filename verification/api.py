@@ -6,6 +6,8 @@ import uuid
 from typing import Any
 
 from django.shortcuts import get_object_or_404
+from django.utils.decorators import method_decorator
+from django.views.decorators.gzip import gzip_page
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -136,6 +138,7 @@ class ConsensusRowSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Task.Status.choices)
 
 
+@method_decorator(gzip_page, name="dispatch")  # one row per task: 5 MB for 40,000 tiles plain
 class ConsensusListView(APIView):
     @extend_schema(
         responses={

@@ -407,6 +407,9 @@ def test_whole_campaign_reads_count_a_decision_over_the_crowd(campaign, client, 
     rows = {r["task_id"]: r for r in client.get("/api/v1/campaigns/darfur/consensus").json()}
     assert rows[decided.pk]["label"] == "destroyed" and rows[decided.pk]["status"] == "adjudicated"
     assert rows[crowd_only.pk]["label"] == "intact" and rows[crowd_only.pk]["confidence"] > 0.5
+    # Both whole-campaign reads are compressed for browsers and scripts that accept it.
+    for path in ("/researcher/darfur/map.geojson", "/api/v1/campaigns/darfur/consensus"):
+        assert client.get(path, HTTP_ACCEPT_ENCODING="gzip")["Content-Encoding"] == "gzip", path
     assert rows[unanswered.pk] == {
         "task_id": unanswered.pk,
         "label": None,

@@ -63,6 +63,8 @@
       .then((response) => response.json())
       .then((data) => {
         features = data.features;
+        // Tens of thousands of tiles (a global campaign) draw on one canvas, not as one SVG element each.
+        if (features.length > 2000) layer.options.renderer = L.canvas({ padding: 0.5 });
         apply();
         if (!config.bounds && features.length) map.fitBounds(layer.getBounds());
       });
