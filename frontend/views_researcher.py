@@ -71,8 +71,7 @@ def _page(
         {
             "campaign": campaign,
             "role": role,
-            "can_review": selectors.role_allows(role, REVIEWER),
-            "is_owner": selectors.role_allows(role, OWNER),
+            **selectors.role_flags(role),
             **context,
         },
         status=status,

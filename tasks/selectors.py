@@ -360,6 +360,14 @@ def role_allows(role: str | None, needed: str) -> bool:
     return role is not None and ROLE_RANK.get(role, 0) >= ROLE_RANK[needed]
 
 
+def role_flags(role: str | None) -> dict[str, bool]:
+    """What a campaign role may do in the research workspace: review (reviewers, owners), own (owners)."""
+    return {
+        "can_review": role_allows(role, CampaignMembership.Role.REVIEWER),
+        "is_owner": role_allows(role, CampaignMembership.Role.OWNER),
+    }
+
+
 def can_create_campaigns(user: Any) -> bool:
     """Administrators, users granted tasks.add_campaign, and owners of a campaign."""
     if user is None or not user.is_authenticated:

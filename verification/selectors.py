@@ -297,10 +297,11 @@ def volunteer_table(campaign: Campaign, *, find: str = "", limit: int | None = N
     limit = limit or VOLUNTEER_ROWS
     answers = Answer.objects.filter(campaign=campaign)
     total = answers.values("volunteer").distinct().count()
-    prefix = find.strip().lower().removeprefix("v-")
-    if find.strip():
+    find = find.strip()
+    prefix = find.lower().removeprefix("v-")
+    if find:
         if not re.fullmatch(r"[0-9a-f]{1,8}", prefix):
-            return VolunteerTable([], total, find.strip())
+            return VolunteerTable([], total, find)
         ids = list(
             Volunteer.objects.filter(public_id__startswith=prefix, answers__campaign=campaign)
             .distinct()
@@ -341,7 +342,7 @@ def volunteer_table(campaign: Campaign, *, find: str = "", limit: int | None = N
             }
         )
     rows.sort(key=lambda r: (not (r["flagged"] or r["blocked"]), -r["answers"], r["pseudonym"]))
-    return VolunteerTable(rows, total, find.strip())
+    return VolunteerTable(rows, total, find)
 
 
 def _review_queryset(campaign: Campaign, *, label: str | None = None) -> QuerySet[Task]:

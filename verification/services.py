@@ -43,6 +43,12 @@ logger = logging.getLogger("corroborate.verification")
 DEFAULT_RELIABILITY = 0.7
 # Rows per statement when the periodic refit writes consensus, reliabilities and statuses back.
 REFIT_BATCH = 1000
+# A task's status after the retirement rule's decision (aggregation.retirement_decision).
+STATUS_OF_DECISION = {
+    "retire": Task.Status.RETIRED,
+    "needs_review": Task.Status.NEEDS_REVIEW,
+    "continue": Task.Status.OPEN,
+}
 
 
 class AnswerConflict(Exception):
@@ -429,11 +435,7 @@ def _consensus_update(
             confidence=result.confidence,
             labels=labels,
         )
-        new_status = {
-            "retire": Task.Status.RETIRED,
-            "needs_review": Task.Status.NEEDS_REVIEW,
-            "continue": Task.Status.OPEN,
-        }[decision]
+        new_status = STATUS_OF_DECISION[decision]
         update_fields.append("reason")
         task_fields = {
             **task_fields,
@@ -689,19 +691,17 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
             update_fields=["reliability", "n_answers", "flagged", "updated_at"],
         )
         statuses = {"retire": 0, "needs_review": 0, "continue": 0}
-        status_of = {
-            "retire": Task.Status.RETIRED,
-            "needs_review": Task.Status.NEEDS_REVIEW,
-            "continue": Task.Status.OPEN,
-        }
         consensuses: list[Consensus] = []
         task_updates: list[tuple[str, float, int]] = []
-        tasks = dict(
-            Task.objects.filter(pk__in=task_ids).values_list("pk", "status").iterator(chunk_size=REFIT_BATCH)
-        )
-        gold_ids = set(Task.objects.filter(pk__in=task_ids, is_gold=True).values_list("pk", flat=True))
+        tasks = {
+            pk: (status, is_gold)
+            for pk, status, is_gold in Task.objects.filter(pk__in=task_ids)
+            .values_list("pk", "status", "is_gold")
+            .iterator(chunk_size=REFIT_BATCH)
+        }
         for task_id, index in t_index.items():
-            if task_id in gold_ids or task_id in experts.gold or task_id in experts.anchors:
+            status, is_gold = tasks[task_id]
+            if is_gold or task_id in experts.gold or task_id in experts.anchors:
                 # The fit clamps an expert-labelled task to the expert's label: its crowd consensus stays
                 # what the crowd said, and its status what the expert made it.
                 continue
@@ -731,8 +731,10 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
                     updated_at=now,
                 )
             )
-            if tasks.get(task_id) != Task.Status.ADJUDICATED:
-                task_updates.append((str(status_of[decision]), n_answers + 1.0 - confidence, task_id))
+            if status != Task.Status.ADJUDICATED:
+                task_updates.append(
+                    (str(STATUS_OF_DECISION[decision]), n_answers + 1.0 - confidence, task_id)
+                )
         Consensus.objects.bulk_create(
             consensuses,
             batch_size=REFIT_BATCH,

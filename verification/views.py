@@ -39,12 +39,7 @@ def _membership(request: HttpRequest, slug: str) -> tuple[Campaign, str]:
 
 def _workspace(campaign: Campaign, role: str) -> dict[str, Any]:
     """What the research workspace's frame (frontend/researcher_base.html) shows: breadcrumbs and tabs."""
-    return {
-        "campaign": campaign,
-        "role": role,
-        "can_review": selectors.role_allows(role, CampaignMembership.Role.REVIEWER),
-        "is_owner": selectors.role_allows(role, CampaignMembership.Role.OWNER),
-    }
+    return {"campaign": campaign, "role": role, **selectors.role_flags(role)}
 
 
 def _job_payload(job: Job, campaign: Campaign) -> dict[str, Any]:

@@ -304,6 +304,17 @@ def test_verify_ledger_detects_reordered_rows(campaign: Campaign) -> None:
 # ---------------------------------------------------------------- export pages and job
 
 
+def log_in_an_owner(client: Any, campaign: Campaign, settings: Any, tmp_path: Path) -> Any:
+    """An owner of the campaign logged in, with packages written under tmp_path."""
+    from tasks.services import membership_set
+
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    owner = UserFactory()
+    membership_set(campaign=campaign, user=owner, role="owner")
+    client.force_login(owner)
+    return owner
+
+
 def export_through_the_page(client: Any, campaign: Campaign) -> dict[str, Any]:
     from tasks.jobs import job_run
     from tasks.models import Job
@@ -323,12 +334,7 @@ def test_an_owner_exports_through_a_job_and_downloads_the_package(
     import io
     import tarfile
 
-    from tasks.services import membership_set
-
-    settings.EXPORT_ROOT = tmp_path / "exports"
-    owner = UserFactory()
-    membership_set(campaign=campaign, user=owner, role="owner")
-    client.force_login(owner)
+    log_in_an_owner(client, campaign, settings, tmp_path)
     status = export_through_the_page(client, campaign)
     assert status["status"] == "done" and status["progress"] == 1.0 and status["download_url"]
     page = client.get(f"/researcher/{campaign.slug}/exports/")
@@ -344,13 +350,8 @@ def test_an_owner_exports_through_a_job_and_downloads_the_package(
 
 
 def test_a_failed_export_job_reports_the_reason(client: Any, settings: Any, tmp_path: Path) -> None:
-    from tasks.services import membership_set
-
-    settings.EXPORT_ROOT = tmp_path / "exports"
-    owner = UserFactory()
     campaign = task_services.campaign_create(slug="nothing", title="Nothing", kind=Campaign.Kind.IMAGERY)
-    membership_set(campaign=campaign, user=owner, role="owner")
-    client.force_login(owner)
+    log_in_an_owner(client, campaign, settings, tmp_path)
     status = export_through_the_page(client, campaign)
     assert status["status"] == "failed" and status["message"].startswith("nothing to export")
 
@@ -401,15 +402,9 @@ def test_methodology_reports_the_expert_audit_and_the_package_still_verifies(
 def test_the_export_pages_sit_in_the_workspace_with_the_set_chosen_and_in_french(
     campaign: Campaign, client: Any, settings: Any, tmp_path: Path
 ) -> None:
-    from tasks.services import membership_set
-
-    settings.EXPORT_ROOT = tmp_path / "exports"
-    owner = UserFactory()
-    membership_set(campaign=campaign, user=owner, role="owner")
-    EvidenceSet.objects.create(campaign=campaign, name="Burned villages")
-    client.force_login(owner)
+    log_in_an_owner(client, campaign, settings, tmp_path)
     # The evidence set page's Export button names its set; the export page starts from it.
-    evidence_set = EvidenceSet.objects.get(campaign=campaign, name="Burned villages")
+    evidence_set = EvidenceSet.objects.create(campaign=campaign, name="Burned villages")
     set_page = client.get(f"/researcher/{campaign.slug}/evidence/{evidence_set.pk}/").content.decode()
     assert f'href="/researcher/{campaign.slug}/exports/?set=Burned%20villages"' in set_page
     page = client.get(f"/researcher/{campaign.slug}/exports/?set=Burned villages").content.decode()
