@@ -344,3 +344,42 @@ def test_aggregate_command_recomputes_a_campaign() -> None:
     }
     code, _, err = run_command("aggregate", "--campaign", "no-such-campaign")
     assert code != 0 and err.startswith("error: ")
+
+
+def test_a_task_answered_while_the_refit_runs_keeps_the_consensus_of_its_newest_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The refit's figures for a task answered after the fit read the campaign are stale: the write-back
+    leaves that task's incremental consensus (and a decision made meanwhile) alone, and writes the others."""
+    from verification import aggregation
+    from verification import services as verification_services
+
+    campaign = new_campaign(min_answers=3, max_answers=10)
+    volunteers = [new_volunteer() for _ in range(3)]
+    late, decided, quiet = new_task(campaign), new_task(campaign), new_task(campaign)
+    for task in (late, decided, quiet):
+        for volunteer, value in zip(volunteers[:2], ("destroyed", "intact"), strict=True):
+            answer(task, volunteer, value)
+    real_aggregate = aggregation.aggregate
+
+    def aggregate_while_volunteers_answer(*args: Any, **kwargs: Any) -> Any:
+        fitted = real_aggregate(*args, **kwargs)
+        answer(late, volunteers[2], "destroyed")  # arrives after the read, before the write-back
+        decision_record(task=decided, reviewer=UserFactory(), label="intact", note="seen on the after image")
+        return fitted
+
+    monkeypatch.setattr(verification_services.aggregation, "aggregate", aggregate_while_volunteers_answer)
+    summary = consensus_recompute_campaign(campaign=campaign)
+
+    assert summary["answers"] == 6 and summary["changed_during_refit"] == 2
+    newest = Consensus.objects.get(task=late)
+    assert (newest.method, newest.n_answers) == ("incremental", 3)
+    decided.refresh_from_db()
+    assert decided.status == Task.Status.ADJUDICATED
+    assert Consensus.objects.get(task=quiet).method == "auto"
+    campaign.refresh_from_db()
+    assert campaign.aggregation_state["refit_at"] <= newest.updated_at.isoformat()
+    # The next refit counts the late answer.
+    monkeypatch.setattr(verification_services.aggregation, "aggregate", real_aggregate)
+    assert [s["answers"] for s in refit_all_campaigns()] == [7]
+    assert Consensus.objects.get(task=late).method == "auto"
