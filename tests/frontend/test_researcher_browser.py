@@ -177,3 +177,77 @@ def test_researcher_runs_an_investigation_from_the_browser(
     assert ledger[-3:] == ["evidence_set_created", "evidence_set_added", "evidence_set_frozen"]
     assert csp_errors == []
     page.close()
+
+
+def test_a_map_of_thousands_of_tiles_draws_on_a_canvas_and_still_opens_a_task(
+    browser: Any, live_server: Any
+) -> None:
+    """Above 2,000 tiles the map draws every footprint on one canvas instead of one SVG path each; filters,
+    tooltips and clicks still work there."""
+    from tests.factories import CampaignFactory, SourceFactory, grant
+    from verification.models import Consensus
+
+    user = get_user_model().objects.create_user(username="lead", password="pw-lead-0123")
+    campaign = CampaignFactory(slug="wide", title="Wide")
+    grant(campaign, user, "owner")
+    source = SourceFactory(campaign=campaign)
+    side, step = 47, 0.01  # 2,209 tiles east of 23° E, north of 13° N; the middle one is (23, 23)
+    tasks = Task.objects.bulk_create(
+        Task(
+            campaign=campaign,
+            source=source,
+            key=f"tile:wide:{row}:{col}",
+            kind=Task.Kind.TILE,
+            window={"col_off": col * 256, "row_off": row * 256, "width": 256, "height": 256},
+            bbox=[23 + col * step, 13 + row * step, 23 + (col + 1) * step, 13 + (row + 1) * step],
+            footprint={
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [23 + col * step, 13 + row * step],
+                        [23 + (col + 1) * step, 13 + row * step],
+                        [23 + (col + 1) * step, 13 + (row + 1) * step],
+                        [23 + col * step, 13 + (row + 1) * step],
+                        [23 + col * step, 13 + row * step],
+                    ]
+                ],
+            },
+            media={},
+            status=Task.Status.NEEDS_REVIEW if (row, col) == (23, 23) else Task.Status.OPEN,
+        )
+        for row in range(side)
+        for col in range(side)
+    )
+    disputed = next(t for t in tasks if t.status == Task.Status.NEEDS_REVIEW)
+    Consensus.objects.create(task=disputed, label="destroyed", confidence=0.6, agreement=0.5, n_answers=10)
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(live_server.url + "/accounts/login/?next=/researcher/")
+    page.fill("#id_username", "lead")
+    page.fill("#id_password", "pw-lead-0123")
+    page.click("#main button[type=submit]")
+    page.wait_for_url("**/researcher/")
+    page.goto(live_server.url + "/researcher/wide/map/")
+    page.wait_for_selector("#map[data-ready='1']", timeout=30_000)
+    assert page.get_attribute("#map", "data-count") == str(side * side)
+    assert page.text_content("#map-count") == f"{side * side} of {side * side} tasks shown"
+    assert page.locator("#map canvas").count() >= 1
+    assert page.locator("#map path.leaflet-interactive").count() == 0  # no SVG element per tile
+    shot(page, "map-canvas")
+
+    page.select_option("#filter-status", "needs_review")
+    page.wait_for_selector("#map[data-count='1']")
+    # The one tile left is in the middle of the grid, and so of the map: hovering shows its tooltip and a
+    # click on the canvas opens it.
+    box = page.locator("#map").bounding_box()
+    centre_x, centre_y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    bounds = page.evaluate(
+        "() => { const r = document.querySelector('#map canvas').getBoundingClientRect();"
+        " return [r.width, r.height]; }"
+    )
+    assert bounds[0] > 0 and bounds[1] > 0
+    page.mouse.move(centre_x, centre_y)
+    page.wait_for_selector(".leaflet-tooltip")
+    assert f"#{disputed.pk}" in page.text_content(".leaflet-tooltip")
+    page.mouse.click(centre_x, centre_y)
+    page.wait_for_url(f"**/researcher/wide/tasks/{disputed.pk}/")
