@@ -575,6 +575,34 @@ def _fit_platt(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return max(float(theta[0]), 0.05), float(theta[1])
 
 
+def _moderated_platt(x: np.ndarray, gold_x: np.ndarray, platt: tuple[float, float]) -> np.ndarray:
+    """Posterior-predictive log-odds of the Platt correction at ``x``, not its plug-in ``a * x + b``.
+
+    (a, b) is fitted on a few dozen gold tasks, most of them right and confident, so it is uncertain, and
+    most uncertain far out in x, where the confident tasks are.  With a Laplace approximation N((a, b), S)
+    of its posterior (S the inverse Hessian of the penalised loss ``_fit_platt`` minimises), the predictive
+    probability ∫ sigmoid(a x + b) is approximately sigmoid(mu / sqrt(1 + pi s² / 8)) (MacKay 1992), with
+    mu = a x + b and s² = (x, 1) S (x, 1)ᵀ: the correction is trusted as far as the gold supports it.
+    """
+    # The Hessian of the logistic loss depends on the fitted probabilities only, not on the outcomes.
+    features = np.stack([gold_x, np.ones_like(gold_x)], axis=1)
+    p = 0.5 * (1.0 + np.tanh(0.5 * (features @ np.asarray(platt))))
+    hess = (features * (p * (1.0 - p))[:, None]).T @ features + _PLATT_PENALTY * np.eye(2)
+    cov = np.linalg.inv(hess)
+    a, b = platt
+    k = math.pi / 8.0
+    # mu / sqrt(1 + k s²) rises with x only on one side of a turning point (its derivative is linear in x:
+    # a (1 + k S11) - b k S01 + k x (a S01 - b S00)); beyond it, x is held at the turning point, so a more
+    # confident task is never given a lower confidence than a less confident one.
+    slope = a * cov[0, 1] - b * cov[0, 0]
+    if abs(slope) > 1e-12:
+        turn = (a * (1.0 + k * cov[1, 1]) - b * k * cov[0, 1]) / (-k * slope)
+        x = np.minimum(x, turn) if slope < 0 else np.maximum(x, turn)
+    mu = a * x + b
+    var = cov[0, 0] * x * x + 2.0 * cov[0, 1] * x + cov[1, 1]
+    return mu / np.sqrt(1.0 + k * np.maximum(var, 0.0))
+
+
 # ------------------------------------------------------------------------------------------- aggregate
 
 
@@ -710,8 +738,15 @@ def aggregate(
         target_rows[clamp_tasks] = False
         rows = np.flatnonzero(target_rows)
         x, tie_x, lse_others = _label_logit(z[rows], labels_v[rows])
-        # Never push the label below its strongest rival (unless the tempered posterior already did).
-        x = np.maximum(platt[0] * x + platt[1], np.minimum(x, tie_x))
+        # Never push the label below its strongest rival (unless the tempered posterior already did).  Where
+        # the label leads, the correction is averaged over its own uncertainty (``_moderated_platt``); that
+        # pulls log-odds toward 0, so it is not used where the label trails, which it could lift to the top.
+        leads = x >= tie_x
+        x = np.where(
+            leads,
+            np.maximum(_moderated_platt(x, gold_x, platt), tie_x),
+            np.maximum(platt[0] * x + platt[1], x),
+        )
         # Label gets sigmoid(x); the other classes share the rest in their tempered proportions.
         adjusted = z[rows] - lse_others[:, None] - np.logaddexp(0.0, x)[:, None]
         adjusted[np.arange(len(rows)), labels_v[rows]] = -np.logaddexp(0.0, -x)

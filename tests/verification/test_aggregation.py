@@ -438,6 +438,64 @@ def test_gold_calibration_keeps_labels_and_probabilities(seed: int, n_gold: int,
     assert np.all(is_top[was_top])
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_gold=st.integers(30, 200),
+    centre=st.floats(0.0, 6.0),
+    spread=st.floats(0.5, 4.0),
+    slope=st.floats(0.2, 2.0),
+    shift=st.floats(-2.0, 2.0),
+)
+def test_the_averaged_gold_correction_never_reverses_the_order_of_confidences(
+    seed: int, n_gold: int, centre: float, spread: float, slope: float, shift: float
+) -> None:
+    """Averaging the correction over its uncertainty rises with x only up to a turning point (the plain
+    formula fell beyond it in half of such draws, 13% within log-odds 0 to 15); past it x is held there."""
+    import verification.aggregation as aggregation
+
+    rng = np.random.default_rng(seed)
+    gold_x = rng.normal(centre, spread, n_gold)
+    right = (rng.random(n_gold) < 1 / (1 + np.exp(-(slope * gold_x + shift)))).astype(float)
+    platt = aggregation._fit_platt(gold_x, right)
+    x = np.linspace(-30.0, 60.0, 2000)
+    moderated = aggregation._moderated_platt(x, gold_x, platt)
+    assert np.all(np.diff(moderated) >= -1e-9)
+    # Never more extreme than the plug-in correction: the uncertainty only pulls toward even odds.
+    plug_in = platt[0] * x + platt[1]
+    assert np.all(np.abs(moderated) <= np.abs(plug_in) + 1e-9)
+
+
+def test_the_averaged_gold_correction_follows_plenty_of_gold() -> None:
+    import verification.aggregation as aggregation
+
+    rng = np.random.default_rng(0)
+    gold_x = rng.normal(2.0, 1.5, 20_000)
+    right = (rng.random(20_000) < 1 / (1 + np.exp(-(0.5 * gold_x - 0.5)))).astype(float)
+    platt = aggregation._fit_platt(gold_x, right)
+    x = np.linspace(-2.0, 8.0, 50)
+    assert np.allclose(aggregation._moderated_platt(x, gold_x, platt), platt[0] * x + platt[1], atol=0.02)
+
+
+def test_gold_calibration_on_a_real_crowd_holds_over_gold_draws() -> None:
+    """CrowdFlower sentiment with a tenth of its truth as gold, eight draws: the correction averaged over
+    its uncertainty keeps the calibration error down on every draw (the plug-in correction: mean .086, worst
+    .117, worse than no gold at all, .078)."""
+    task, worker, label, n_tasks, n_workers, n_classes, truth = load_crowd("cf")
+    errors = []
+    for seed in range(1, 9):
+        pick = np.random.default_rng(seed).random(n_tasks) < 0.1
+        gold = {int(t): int(truth[t]) for t in np.flatnonzero(pick & (truth >= 0))}
+        result = aggregate(
+            task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes, gold=gold
+        )
+        scored = ~pick & (truth >= 0)
+        errors.append(
+            expected_calibration_error(result.confidence[scored], result.labels[scored] == truth[scored])
+        )
+    assert np.mean(errors) < 0.065 and max(errors) < 0.09, errors
+
+
 # ------------------------------------------------------------------------------- incremental path
 
 
