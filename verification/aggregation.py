@@ -22,7 +22,10 @@ Methods (``METHODS``):
   centred on a one-coin matrix built from their own (shrunk) accuracy; the prior's strength is chosen by
   leave-one-answer-out predictive likelihood, so volunteers with a handful of answers behave like the
   one-coin model and volunteers with many answers get their own confusion matrix only when the data
-  support it.  Class priors are smoothed.
+  support it.  Class priors are smoothed.  The confidence (not the label) scores each answer with its
+  volunteer's matrix refitted without that task (``_leave_task_out_ll``), and is averaged over the
+  temperatures the held-out answers allow (``_fit_temperature``): both matter when volunteers have few
+  answers each, and fade as they get more.
 
 Gold tasks (expert labels) are clamped to their label during EM, which anchors volunteers' reliability.
 
@@ -54,6 +57,8 @@ _AUTO_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 _ACCURACY_PSEUDO_ANSWERS = 4.0
 # Answers used to fit the temperature and the prior strength (a fixed-seed sample above this size).
 _FIT_SAMPLE = 200_000
+# Temperatures (equally spaced in log) over which `auto`'s confidence is averaged (``_fit_temperature``).
+_TAU_GRID = 48
 # EM steps of each cross-fitting refit, warm-started from the full fit.
 _CROSS_FIT_ITERATIONS = 10
 # Gold tasks needed before the temperature is fitted on gold rather than on held-out answers, and before
@@ -307,6 +312,36 @@ def _choose_strength(
     return best
 
 
+def _leave_task_out_ll(answers: _Answers, post: np.ndarray, strength: float) -> np.ndarray:
+    """Each answer's log-likelihood table under its volunteer's `auto` matrix without the answer's task.
+
+    One M-step at the final posteriors, with the answer's own soft count taken out of its volunteer's
+    confusion counts and out of their shrunk accuracy (a volunteer answers a task once, so this leaves
+    the whole task out of that volunteer's parameters).  In-sample, a volunteer's answer on a task has
+    already pulled the task's posterior toward itself and so counts as one more right answer: with a
+    handful of answers per volunteer this inflates everyone who sides with the consensus, most of all on
+    a split task, whose winners are all credited for it.  This is the posterior-mean (Dirichlet
+    predictive) probability of the answer given the volunteer's other answers; with hundreds of answers
+    per volunteer it is the in-sample matrix.
+    """
+    k = answers.n_classes
+    counts = answers.confusion_counts(post)
+    own = answers.per_task(post)  # the answer's soft contribution to counts[w, :, l]
+    column = answers.per_answer(counts)  # counts[w, :, l]
+    rows = np.take(counts.sum(axis=2), answers.worker, axis=0)  # counts[w, :, :].sum(-1)
+    right = answers.answered(post)
+    correct = np.bincount(answers.worker, weights=right, minlength=answers.n_workers)
+    n = answers.worker_n
+    crowd = correct.sum() / max(n.sum(), 1.0)
+    pseudo = _ACCURACY_PSEUDO_ANSWERS
+    accuracy = (correct[answers.worker] - right + pseudo * crowd) / (n[answers.worker] - 1.0 + pseudo)
+    accuracy = np.clip(accuracy, 1e-6, 1 - 1e-6)
+    mean = np.repeat(((1 - accuracy) / max(k - 1, 1))[:, None], k, axis=1)  # prior_mean[w, :, l]
+    mean[np.arange(len(answers)), answers.label] = accuracy
+    numer = np.maximum(column - own + strength * mean, _EPS)
+    return np.log(numer / np.maximum(rows - own + strength, _EPS))
+
+
 def _fit_em(
     answers: _Answers,
     *,
@@ -417,7 +452,8 @@ def _fit_temperature(
     log_prior: np.ndarray,
     gold_tasks: np.ndarray,
     gold_labels: np.ndarray,
-) -> float:
+    spread: bool = False,
+) -> Any:
     """Temperature of the log-likelihood, fitted without the truth unless gold is available.
 
     ``own_ll[a, k]`` is answer a's log-likelihood under true class k, ideally from a model fitted without
@@ -426,9 +462,19 @@ def _fit_temperature(
     make the model count the same evidence several times; held-out answers then disagree with confident
     posteriors more often than the model expects, and the best temperature falls below 1.  With enough
     gold tasks: maximise the likelihood of the gold labels under the (unclamped) tempered posterior.
+
+    ``spread=True`` (held-out answers only) returns ``(temperatures, weights)`` instead: the held-out
+    log-likelihood on a grid, as a posterior over the log-temperature with a flat prior.  Each answer is
+    predicted from its task's other answers, which are in turn predicted from it, so the sum counts a
+    task's information about the temperature about (answers - 1) times; it is divided by that (the
+    harmonic mean over answers) before exponentiating.  Early in a campaign a few hundred answers leave
+    the temperature uncertain, and a single best value, often at the top of the range, overstates the
+    confidence; the average over the plausible temperatures does not.  With thousands of answers the
+    weights gather on one temperature.
     """
+    single = (np.ones(1), np.ones(1))
     if len(answers) == 0:
-        return 1.0
+        return single if spread else 1.0
     task = answers.task
     task_ll = answers.task_sums(own_ll)
     answered = answers.task_n
@@ -453,7 +499,7 @@ def _fit_temperature(
     multi = answered[task[pick]] > 1
     rest, own = rest[multi], own[multi]
     if len(rest) == 0:
-        return 1.0
+        return single if spread else 1.0
 
     # log Σ_k softmax(z)_k exp(own_k) = log Σ_k exp(z_k) exp(own_k) - log Σ_k exp(z_k); the own factors
     # are exponentiated once, each evaluation then costs one exp of the tempered rest.
@@ -470,7 +516,15 @@ def _fit_temperature(
         np.exp(z, out=z)
         return base + float(np.log((z * own_exp_t).sum(axis=0)).sum() - np.log(z.sum(axis=0)).sum())
 
-    return math.exp(_golden_max(heldout_fn, lo, hi))
+    if not spread:
+        return math.exp(_golden_max(heldout_fn, lo, hi))
+    grid = np.linspace(lo, hi, _TAU_GRID)
+    n_answers = answered[task[pick]][multi].astype(float)
+    repeats = len(n_answers) / float((1.0 / (n_answers - 1.0)).sum())
+    ll = np.array([heldout_fn(g) for g in grid]) / repeats
+    weights = np.exp(ll - ll.max())
+    keep = weights > 1e-4 * weights.sum()
+    return np.exp(grid[keep]), weights[keep] / weights[keep].sum()
 
 
 def _cross_fitted_answer_ll(
@@ -695,14 +749,39 @@ def aggregate(
         )
 
     tau = 1.0
+    taus, tau_weights = np.ones(1), np.ones(1)
+    enough_gold = len(gold_tasks) >= _MIN_GOLD_FOR_CALIBRATION
+    loo_ll = None
+    if calibrate and method == "auto" and len(task_v) and fit.strength is not None and not enough_gold:
+        # Without enough gold to calibrate on, `auto`'s confidence rests on leave-task-out evidence; with
+        # enough, the temperature and the Platt correction are fitted on gold, for the in-sample evidence.
+        loo_ll = _leave_task_out_ll(answers, raw_post, fit.strength)
     if calibrate:
         heldout_ll = own_ll
-        enough_gold = len(gold_tasks) >= _MIN_GOLD_FOR_CALIBRATION
-        if method in ("auto", "dawid_skene", "one_coin") and not enough_gold and len(task_v):
+        if loo_ll is not None:
+            # `auto`: the temperature is fitted on the evidence it will temper, each answer scored by its
+            # volunteer's parameters fitted without the answer's task (no half-data refits needed).
+            heldout_ll = loo_ll
+        elif method in ("auto", "dawid_skene", "one_coin") and not enough_gold and len(task_v):
             heldout_ll = cross_fitted_ll()
-        tau = _fit_temperature(answers, heldout_ll, fit.log_prior, gold_tasks, gold_labels)
+        if method == "auto" and not enough_gold:
+            taus, tau_weights = _fit_temperature(
+                answers, heldout_ll, fit.log_prior, gold_tasks, gold_labels, spread=True
+            )
+            tau = float(np.exp((tau_weights * np.log(taus)).sum()))
+        else:
+            tau = _fit_temperature(answers, heldout_ll, fit.log_prior, gold_tasks, gold_labels)
+            taus = np.array([tau])
+    if loo_ll is not None:
+        # The confidence scores each answer with its volunteer's parameters fitted without the task.
+        task_ll = answers.task_sums(loo_ll)
     # The label comes from the fitted model; the temperature only tempers its confidence.
-    post_v = _softmax(fit.log_prior + tau * task_ll)
+    if len(taus) == 1:
+        post_v = _softmax(fit.log_prior + float(taus[0]) * task_ll)
+    else:
+        post_v = np.zeros_like(task_ll)
+        for tau_j, weight in zip(taus.tolist(), tau_weights.tolist(), strict=True):
+            post_v += weight * _softmax(fit.log_prior + tau_j * task_ll)
     post_v[clamp_tasks] = np.eye(k_vote)[clamp_labels]
 
     votes = answers.task_sums(np.eye(k_vote)[label_v])
@@ -751,6 +830,19 @@ def aggregate(
         adjusted = z[rows] - lse_others[:, None] - np.logaddexp(0.0, x)[:, None]
         adjusted[np.arange(len(rows)), labels_v[rows]] = -np.logaddexp(0.0, -x)
         post_v[rows] = np.exp(adjusted)
+    # The label stays the most probable class of the distribution reported with it.  Tempering (which
+    # lets the class prior weigh more) and the leave-task-out evidence can leave the fitted label behind a
+    # rival on a close task (1-3% of tasks on the public crowds); such a task is a toss-up between the
+    # two, so the label is lifted to tie with its rival, the other classes keeping their proportions.
+    if k_vote > 1:
+        all_rows = np.arange(n_tasks)
+        rivals = post_v.copy()
+        rivals[all_rows, labels_v] = -1.0
+        rival = rivals.max(axis=1)
+        behind = has_votes & (post_v[all_rows, labels_v] < rival)
+        if behind.any():
+            post_v[behind, labels_v[behind]] = rival[behind]
+            post_v[behind] /= post_v[behind].sum(axis=1, keepdims=True)
     confidence = np.where(has_votes, post_v[np.arange(n_tasks), labels_v], 0.0)
     agreement = np.divide(
         votes[np.arange(n_tasks), labels_v],
