@@ -1847,11 +1847,13 @@ def _methodology(
         f"- Last full refit: {state.get('refit_at', 'none')}; temperature {state.get('temperature', 1.0)}; "
         f"class prior {state.get('class_prior')}.",
         _expert_labels_line(state.get("expert_labels")),
-        "- Confidence is the calibrated probability that the consensus label is right: the model's posterior "
-        "tempered by a temperature fitted without the truth (each answer predicted from the other answers of "
-        "its task, by a model refitted on the other half of the tasks), or on gold and audit answers once there are at "
-        "least 30; with that many, a logistic correction fitted on them is applied too, averaged over its own "
-        "uncertainty so that a few dozen expert answers cannot overrule the crowd's evidence.",
+        "- Confidence is the calibrated probability that the consensus label is right. Without enough expert "
+        "answers, each answer is scored by its volunteer's reliability estimated without that task, and the "
+        "posterior is tempered by the temperatures that best predict each answer from the other answers of "
+        "its task, averaged over how plausible each is. With at least 30 gold and audit answers, the "
+        "temperature is fitted on them instead, and a logistic correction fitted on them is applied too, "
+        "averaged over its own uncertainty so that a few dozen expert answers cannot overrule the crowd's "
+        "evidence.",
         f"- Software: {stats['software']} (verification.aggregation).",
         "",
         "## Agreement statistics",
