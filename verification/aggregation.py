@@ -769,6 +769,13 @@ def aggregate(
                 answers, heldout_ll, fit.log_prior, gold_tasks, gold_labels, spread=True
             )
             tau = float(np.exp((tau_weights * np.log(taus)).sum()))
+            # The leave-task-out evidence removes a volunteer's credit for the task at hand, not for the
+            # other tasks their answers helped decide; with a handful of answers each (three answers a task,
+            # volunteers near chance) that is still too confident.  The temperature refitted on the other
+            # half of the tasks sees that optimism: the less confident of the two honest estimates is kept.
+            tau_cross = _fit_temperature(answers, cross_fitted_ll(), fit.log_prior, gold_tasks, gold_labels)
+            if tau_cross < tau:
+                taus, tau = taus * (tau_cross / tau), tau_cross
         else:
             tau = _fit_temperature(answers, heldout_ll, fit.log_prior, gold_tasks, gold_labels)
             taus = np.array([tau])

@@ -32,13 +32,13 @@ from verification.aggregation import (
 # Accuracy of `auto` on gold measured at commit time, minus about a point; calibration error bounds
 # likewise (they are what the truth-free temperature reaches, not the 0.05 target on every set).
 FLOORS = {
-    "bluebird": (0.88, 0.08),
-    "rte": (0.92, 0.05),
-    "dog": (0.83, 0.12),
-    "web": (0.815, 0.05),
-    "product": (0.93, 0.05),
-    "cf": (0.87, 0.09),
-    "zencrowd_in": (0.75, 0.14),
+    "bluebird": (0.88, 0.04),  # measured .016
+    "rte": (0.92, 0.04),  # .024
+    "dog": (0.83, 0.115),  # .100
+    "web": (0.815, 0.08),  # .066: under-confident, the safe side (.022 before the cross-fitted check)
+    "product": (0.93, 0.04),  # .025
+    "cf": (0.87, 0.05),  # .034
+    "zencrowd_in": (0.75, 0.135),  # .119
 }
 
 
@@ -516,7 +516,7 @@ def early_campaign(name: str, size: int, replay: int) -> tuple[np.ndarray, ...]:
 def test_early_campaigns_are_not_over_confident() -> None:
     """The first 300 answers of each public crowd, five replays each: volunteers have a handful of answers,
     and in-sample their answers had credited them for every task they sided with.  Pooled calibration
-    error .064 here (.106 when the confidence scored answers in-sample with one best temperature)."""
+    error .050 here (.106 when the confidence scored answers in-sample with one best temperature)."""
     confidence, right = [], []
     for name in sorted(FLOORS):
         for replay in range(5):
@@ -550,6 +550,23 @@ def test_a_split_between_equally_reliable_volunteers_is_not_called_certain() -> 
         result = aggregate(task, worker, label, n_tasks=39, n_workers=10, n_classes=3)
         split_confidence.append(result.confidence[38])
     assert np.median(split_confidence) < 0.93 and max(split_confidence) < 0.99, split_confidence
+
+
+def test_a_sparse_crowd_near_chance_is_not_called_confident() -> None:
+    """Forty volunteers right 60% of the time, three classes, three answers a task: fifteen answers each.
+    Leaving the task out of each volunteer's matrix still leaves the credit their answers earned on the
+    other tasks; the temperature refitted on half of the tasks sees it (ECE .21 without that check)."""
+    errors = []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        task = np.repeat(np.arange(200), 3)
+        worker = np.concatenate([rng.choice(40, 3, replace=False) for _ in range(200)])
+        truth = rng.integers(0, 3, 200)
+        right = rng.random(600) < 0.6
+        label = np.where(right, truth[task], (truth[task] + rng.integers(1, 3, 600)) % 3)
+        result = aggregate(task, worker, label, n_tasks=200, n_workers=40, n_classes=3)
+        errors.append(expected_calibration_error(result.confidence, result.labels == truth))
+    assert np.mean(errors) < 0.12, errors
 
 
 def test_the_label_is_the_most_probable_class_of_its_distribution() -> None:
