@@ -24,8 +24,8 @@ Methods (``METHODS``):
   one-coin model and volunteers with many answers get their own confusion matrix only when the data
   support it.  Class priors are smoothed.  The confidence (not the label) scores each answer with its
   volunteer's matrix refitted without that task (``_leave_task_out_ll``), and is averaged over the
-  temperatures the held-out answers allow (``_fit_temperature``): both matter when volunteers have few
-  answers each, and fade as they get more.
+  temperatures the held-out answers allow (``_fit_temperature``), or tempered more when a refit on half of
+  the tasks asks for it: both matter when volunteers have few answers each, and fade as they get more.
 
 Gold tasks (expert labels) are clamped to their label during EM, which anchors volunteers' reliability.
 
