@@ -48,6 +48,18 @@ def early_subsets(data: dict, size: int, set_index: int) -> list[tuple[np.ndarra
     return cuts
 
 
+def fit_ours(
+    task: np.ndarray, worker: np.ndarray, label: np.ndarray, n_tasks: int, n_workers: int, n_classes: int
+) -> dict[str, Any]:
+    """Each of OURS fitted on one crowd."""
+    return {
+        method: aggregate(
+            task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes, method=method
+        )
+        for method in OURS
+    }
+
+
 def crowdkit_dawid_skene(task: np.ndarray, worker: np.ndarray, label: np.ndarray, n_tasks: int) -> Any:
     """(labels, confidence) of crowd-kit's DawidSkene, or None without crowd-kit."""
     try:
@@ -88,18 +100,10 @@ def public_crowds() -> None:
             for task, worker, label, gold, n_classes in early_subsets(data, size, index):
                 has = gold >= 0
                 n_tasks, n_workers = len(gold), int(worker.max()) + 1
-                results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-                for method in OURS:
-                    fit = aggregate(
-                        task,
-                        worker,
-                        label,
-                        n_tasks=n_tasks,
-                        n_workers=n_workers,
-                        n_classes=n_classes,
-                        method=method,
-                    )
-                    results[method] = (fit.labels, fit.confidence)
+                results = {
+                    method: (fit.labels, fit.confidence)
+                    for method, fit in fit_ours(task, worker, label, n_tasks, n_workers, n_classes).items()
+                }
                 crowdkit = crowdkit_dawid_skene(task, worker, label, n_tasks)
                 if crowdkit is not None:
                     results["ck:DawidSkene"] = crowdkit
@@ -138,16 +142,7 @@ def sparse_crowds() -> None:
             label = np.where(
                 right, truth[task], (truth[task] + rng.integers(1, n_classes, len(task))) % n_classes
             )
-            for method in OURS:
-                fit = aggregate(
-                    task,
-                    worker,
-                    label,
-                    n_tasks=n_tasks,
-                    n_workers=n_workers,
-                    n_classes=n_classes,
-                    method=method,
-                )
+            for method, fit in fit_ours(task, worker, label, n_tasks, n_workers, n_classes).items():
                 correct = fit.labels == truth
                 figures.setdefault(method, []).append(
                     (float(correct.mean()), expected_calibration_error(fit.confidence, correct))

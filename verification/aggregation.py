@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -452,38 +452,26 @@ def _fit_temperature(
     log_prior: np.ndarray,
     gold_tasks: np.ndarray,
     gold_labels: np.ndarray,
-    spread: bool = False,
-) -> Any:
+) -> float:
     """Temperature of the log-likelihood, fitted without the truth unless gold is available.
 
     ``own_ll[a, k]`` is answer a's log-likelihood under true class k, ideally from a model fitted without
     the answer's task (see ``_cross_fitted_answer_ll``).  Without gold: maximise the predictive likelihood
-    of each answer given the task's other answers.  Correlated errors (hard tasks, shared misreadings)
-    make the model count the same evidence several times; held-out answers then disagree with confident
-    posteriors more often than the model expects, and the best temperature falls below 1.  With enough
-    gold tasks: maximise the likelihood of the gold labels under the (unclamped) tempered posterior.
-
-    ``spread=True`` (held-out answers only) returns ``(temperatures, weights)`` instead: the held-out
-    log-likelihood on a grid, as a posterior over the log-temperature with a flat prior.  Each answer is
-    predicted from its task's other answers, which are in turn predicted from it, so the sum counts a
-    task's information about the temperature about (answers - 1) times; it is divided by that (the
-    harmonic mean over answers) before exponentiating.  Early in a campaign a few hundred answers leave
-    the temperature uncertain, and a single best value, often at the top of the range, overstates the
-    confidence; the average over the plausible temperatures does not.  With thousands of answers the
-    weights gather on one temperature.
+    of each answer given the task's other answers (``_heldout_objective``).  Correlated errors (hard tasks,
+    shared misreadings) make the model count the same evidence several times; held-out answers then
+    disagree with confident posteriors more often than the model expects, and the best temperature falls
+    below 1.  With enough gold tasks: maximise the likelihood of the gold labels under the (unclamped)
+    tempered posterior.
     """
-    single = (np.ones(1), np.ones(1))
     if len(answers) == 0:
-        return single if spread else 1.0
-    task = answers.task
-    task_ll = answers.task_sums(own_ll)
+        return 1.0
     answered = answers.task_n
     gold_with_votes = gold_tasks[answered[gold_tasks] > 0]
     lo, hi = math.log(_TAU_RANGE[0]), math.log(_TAU_RANGE[1])
     if len(gold_with_votes) >= _MIN_GOLD_FOR_CALIBRATION:
         gold_of = dict(zip(gold_tasks.tolist(), gold_labels.tolist(), strict=True))
         target = np.array([gold_of[t] for t in gold_with_votes.tolist()])
-        gold_ll = task_ll[gold_with_votes]
+        gold_ll = answers.task_sums(own_ll)[gold_with_votes]
 
         def gold_fn(log_tau: float) -> float:
             z = log_prior + math.exp(log_tau) * gold_ll
@@ -491,7 +479,45 @@ def _fit_temperature(
             return float(z[np.arange(len(target)), target].sum())
 
         return math.exp(_golden_max(gold_fn, lo, hi))
+    objective = _heldout_objective(answers, own_ll, log_prior)
+    if objective is None:
+        return 1.0
+    return math.exp(_golden_max(objective[0], lo, hi))
 
+
+def _temperature_weights(
+    answers: _Answers, own_ll: np.ndarray, log_prior: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Temperatures and their weights: the held-out log-likelihood of ``_fit_temperature`` on a grid, as a
+    posterior over the log-temperature with a flat prior (no gold).
+
+    Each answer is predicted from its task's other answers, which are in turn predicted from it, so the sum
+    counts a task's information about the temperature about (answers - 1) times; it is divided by that (the
+    harmonic mean over answers) before exponentiating.  Early in a campaign a few hundred answers leave the
+    temperature uncertain, and a single best value, often at the top of the range, overstates the
+    confidence; the average over the plausible temperatures does not.  With thousands of answers the
+    weights gather on one temperature.
+    """
+    objective = _heldout_objective(answers, own_ll, log_prior) if len(answers) else None
+    if objective is None:
+        return np.ones(1), np.ones(1)
+    heldout_fn, n_answers = objective
+    grid = np.linspace(math.log(_TAU_RANGE[0]), math.log(_TAU_RANGE[1]), _TAU_GRID)
+    repeats = len(n_answers) / float((1.0 / (n_answers - 1.0)).sum())
+    ll = np.array([heldout_fn(g) for g in grid]) / repeats
+    weights = np.exp(ll - ll.max())
+    keep = weights > 1e-4 * weights.sum()
+    return np.exp(grid[keep]), weights[keep] / weights[keep].sum()
+
+
+def _heldout_objective(
+    answers: _Answers, own_ll: np.ndarray, log_prior: np.ndarray
+) -> tuple[Callable[[float], float], np.ndarray] | None:
+    """The held-out log-likelihood of each answer given its task's other answers, as a function of the
+    log-temperature, and the answer count of each held-out answer's task (None when no task has two)."""
+    task = answers.task
+    task_ll = answers.task_sums(own_ll)
+    answered = answers.task_n
     pick = _sample(len(task))
     # Only answers on tasks with at least one other answer carry information about the temperature.
     rest = task_ll[task[pick]] - own_ll[pick]
@@ -499,7 +525,7 @@ def _fit_temperature(
     multi = answered[task[pick]] > 1
     rest, own = rest[multi], own[multi]
     if len(rest) == 0:
-        return single if spread else 1.0
+        return None
 
     # log Σ_k softmax(z)_k exp(own_k) = log Σ_k exp(z_k) exp(own_k) - log Σ_k exp(z_k); the own factors
     # are exponentiated once, each evaluation then costs one exp of the tempered rest.
@@ -516,15 +542,7 @@ def _fit_temperature(
         np.exp(z, out=z)
         return base + float(np.log((z * own_exp_t).sum(axis=0)).sum() - np.log(z.sum(axis=0)).sum())
 
-    if not spread:
-        return math.exp(_golden_max(heldout_fn, lo, hi))
-    grid = np.linspace(lo, hi, _TAU_GRID)
-    n_answers = answered[task[pick]][multi].astype(float)
-    repeats = len(n_answers) / float((1.0 / (n_answers - 1.0)).sum())
-    ll = np.array([heldout_fn(g) for g in grid]) / repeats
-    weights = np.exp(ll - ll.max())
-    keep = weights > 1e-4 * weights.sum()
-    return np.exp(grid[keep]), weights[keep] / weights[keep].sum()
+    return heldout_fn, answered[task[pick]][multi].astype(float)
 
 
 def _cross_fitted_answer_ll(
@@ -756,29 +774,24 @@ def aggregate(
         # Without enough gold to calibrate on, `auto`'s confidence rests on leave-task-out evidence; with
         # enough, the temperature and the Platt correction are fitted on gold, for the in-sample evidence.
         loo_ll = _leave_task_out_ll(answers, raw_post, fit.strength)
-    if calibrate:
+    if calibrate and loo_ll is not None:
+        # `auto` without enough gold: the temperatures are fitted on the evidence they will temper, each
+        # answer scored by its volunteer's parameters fitted without the answer's task.
+        taus, tau_weights = _temperature_weights(answers, loo_ll, fit.log_prior)
+        tau = float(np.exp((tau_weights * np.log(taus)).sum()))
+        # The leave-task-out evidence removes a volunteer's credit for the task at hand, not for the other
+        # tasks their answers helped decide; with a handful of answers each (three answers a task, volunteers
+        # near chance) that is still too confident.  The temperature refitted on the other half of the tasks
+        # sees that optimism: the less confident of the two honest estimates is kept.
+        tau_cross = _fit_temperature(answers, cross_fitted_ll(), fit.log_prior, gold_tasks, gold_labels)
+        if tau_cross < tau:
+            taus, tau = taus * (tau_cross / tau), tau_cross
+    elif calibrate:
         heldout_ll = own_ll
-        if loo_ll is not None:
-            # `auto`: the temperature is fitted on the evidence it will temper, each answer scored by its
-            # volunteer's parameters fitted without the answer's task (no half-data refits needed).
-            heldout_ll = loo_ll
-        elif method in ("auto", "dawid_skene", "one_coin") and not enough_gold and len(task_v):
+        if method in ("auto", "dawid_skene", "one_coin") and not enough_gold and len(task_v):
             heldout_ll = cross_fitted_ll()
-        if method == "auto" and not enough_gold:
-            taus, tau_weights = _fit_temperature(
-                answers, heldout_ll, fit.log_prior, gold_tasks, gold_labels, spread=True
-            )
-            tau = float(np.exp((tau_weights * np.log(taus)).sum()))
-            # The leave-task-out evidence removes a volunteer's credit for the task at hand, not for the
-            # other tasks their answers helped decide; with a handful of answers each (three answers a task,
-            # volunteers near chance) that is still too confident.  The temperature refitted on the other
-            # half of the tasks sees that optimism: the less confident of the two honest estimates is kept.
-            tau_cross = _fit_temperature(answers, cross_fitted_ll(), fit.log_prior, gold_tasks, gold_labels)
-            if tau_cross < tau:
-                taus, tau = taus * (tau_cross / tau), tau_cross
-        else:
-            tau = _fit_temperature(answers, heldout_ll, fit.log_prior, gold_tasks, gold_labels)
-            taus = np.array([tau])
+        tau = _fit_temperature(answers, heldout_ll, fit.log_prior, gold_tasks, gold_labels)
+        taus = np.array([tau])
     if loo_ll is not None:
         # The confidence scores each answer with its volunteer's parameters fitted without the task.
         task_ll = answers.task_sums(loo_ll)

@@ -709,21 +709,23 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
     changed = 0
     fitted = [t for t in task_ids if t not in experts.gold and t not in experts.anchors]
     chunks = [fitted[i : i + REFIT_BATCH] for i in range(0, len(fitted), REFIT_BATCH)] or [[]]
+    # Every task's decision and consensus row is worked out before any lock is taken: a chunk's transaction
+    # only checks and writes.
+    plans = {
+        task_id: _refit_plan(
+            campaign=campaign,
+            result=result,
+            index=t_index[task_id],
+            classes=classes,
+            labels=labels_by_task[task_id],
+            now=now,
+        )
+        for task_id in fitted
+    }
     for number, chunk in enumerate(chunks):
         with transaction.atomic():
             written, skipped = _refit_write_chunk(
-                campaign=campaign,
-                chunk=chunk,
-                read_counts=read_counts,
-                since=started,
-                plan=lambda task_id: _refit_plan(
-                    campaign=campaign,
-                    result=result,
-                    index=t_index[task_id],
-                    classes=classes,
-                    labels=labels_by_task[task_id],
-                    now=now,
-                ),
+                chunk=chunk, plans=plans, read_counts=read_counts, since=started
             )
             changed += skipped
             for decision in written:
@@ -778,11 +780,10 @@ def _refit_plan(
 
 def _refit_write_chunk(
     *,
-    campaign: Campaign,
     chunk: Sequence[int],
+    plans: dict[int, tuple[str, Consensus]],
     read_counts: dict[int, int],
     since: Any,
-    plan: Any,
 ) -> tuple[list[str], int]:
     """Write the refit's consensus and status of ``chunk``'s tasks, under their row locks, in the caller's
     transaction; returns the decisions written and the number of tasks left alone because an answer, a
@@ -816,7 +817,7 @@ def _refit_write_chunk(
         if answer_count != read_counts.get(task_id, 0) or task_id in experts_since:
             skipped += 1
             continue
-        decision, consensus = plan(task_id)
+        decision, consensus = plans[task_id]
         consensus.task_id = task_id
         decisions.append(decision)
         consensuses.append(consensus)
