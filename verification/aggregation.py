@@ -22,7 +22,10 @@ Methods (``METHODS``):
   centred on a one-coin matrix built from their own (shrunk) accuracy; the prior's strength is chosen by
   leave-one-answer-out predictive likelihood, so volunteers with a handful of answers behave like the
   one-coin model and volunteers with many answers get their own confusion matrix only when the data
-  support it.  Class priors are smoothed.  The confidence (not the label) scores each answer with its
+  support it.  Class priors are smoothed.  When the crowd's volunteers look indistinguishable, the model
+  in which they all have the crowd's accuracy is kept instead: with a handful of answers each, EM's
+  reliabilities spread where the volunteers do not differ (``_prefers_common_accuracy``).  The
+  confidence (not the label) scores each answer with its
   volunteer's matrix refitted without that task (``_leave_task_out_ll``), and is averaged over the
   temperatures the held-out answers allow (``_fit_temperature``), or tempered more when a refit on half of
   the tasks asks for it: both matter when volunteers have few answers each, and fade as they get more.
@@ -55,6 +58,18 @@ _TAU_RANGE = (0.02, 1.5)
 _AUTO_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
 # Pseudo-answers that pull a volunteer's accuracy towards the crowd's.
 _ACCURACY_PSEUDO_ANSWERS = 4.0
+# `auto` with volunteers who look indistinguishable (``_prefers_common_accuracy``): the Dirichlet strength
+# that makes every volunteer's matrix the crowd's one-coin matrix; the task folds of the comparison, its
+# repeats with other folds (fewer once the call is this many standard errors clear), the standard errors
+# by which `auto` must lead, the screen that skips it (nats per volunteer, ``_common_accuracy_close``),
+# and the answers of the tasks it samples (``_task_sample``).
+_COMMON_STRENGTH = 1000.0
+_COMMON_FOLDS = 3
+_COMMON_REPEATS = 3
+_COMMON_SE = 0.5
+_COMMON_DECIDED = 2.0
+_COMMON_GATE = 4.0
+_COMMON_SAMPLE = 100_000
 # Answers used to fit the temperature and the prior strength (a fixed-seed sample above this size).
 _FIT_SAMPLE = 200_000
 # Temperatures (equally spaced in log) over which `auto`'s confidence is averaged (``_fit_temperature``).
@@ -105,6 +120,9 @@ class AggregationResult:
     incremental_temperature: float = 1.0
     platt: tuple[float, float] = (1.0, 0.0)
     prior_strength: float | None = None
+    # `auto` kept one accuracy shared by every volunteer (``_prefers_common_accuracy``): they could not be
+    # told apart, so each one's reliability is the crowd's and the labels are the majority's.
+    common_accuracy: bool = False
     worker_confusion: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
 
 
@@ -207,6 +225,11 @@ class _Answers:
     def __len__(self) -> int:
         return len(self.task)
 
+    def vote_counts(self) -> np.ndarray:
+        """votes[t, k]: the answers of class k on task t (integers)."""
+        cells = np.bincount(self._answered_cell, minlength=self.n_tasks * self.n_classes)
+        return cells.reshape(self.n_tasks, self.n_classes)
+
     def subset(self, keep: np.ndarray) -> _Answers:
         return _Answers(
             self.task[keep], self.worker[keep], self.label[keep], self.n_tasks, self.n_workers, self.n_classes
@@ -249,6 +272,8 @@ class _Fit(NamedTuple):
     log_prior: np.ndarray  # (K,)
     iterations: int
     strength: float | None
+    pseudo: float = _ACCURACY_PSEUDO_ANSWERS  # `auto`: pseudo-answers toward the crowd's accuracy
+    first_strength: float | None = None  # `auto`: the strength of the first EM steps, before it is re-chosen
 
 
 def _vote_shares(task: np.ndarray, label: np.ndarray, n_tasks: int, n_classes: int) -> np.ndarray:
@@ -273,6 +298,8 @@ def _accuracy_from_post(answers: _Answers, post: np.ndarray, pseudo: float) -> n
     correct = np.bincount(answers.worker, weights=answers.answered(post), minlength=answers.n_workers)
     n = answers.worker_n
     crowd = correct.sum() / max(n.sum(), 1.0)
+    if math.isinf(pseudo):
+        return np.full(answers.n_workers, crowd)
     return (correct + pseudo * crowd) / (n + pseudo)
 
 
@@ -312,7 +339,9 @@ def _choose_strength(
     return best
 
 
-def _leave_task_out_ll(answers: _Answers, post: np.ndarray, strength: float) -> np.ndarray:
+def _leave_task_out_ll(
+    answers: _Answers, post: np.ndarray, strength: float, pseudo: float = _ACCURACY_PSEUDO_ANSWERS
+) -> np.ndarray:
     """Each answer's log-likelihood table under its volunteer's `auto` matrix without the answer's task.
 
     One M-step at the final posteriors, with the answer's own soft count taken out of its volunteer's
@@ -333,8 +362,10 @@ def _leave_task_out_ll(answers: _Answers, post: np.ndarray, strength: float) -> 
     correct = np.bincount(answers.worker, weights=right, minlength=answers.n_workers)
     n = answers.worker_n
     crowd = correct.sum() / max(n.sum(), 1.0)
-    pseudo = _ACCURACY_PSEUDO_ANSWERS
-    accuracy = (correct[answers.worker] - right + pseudo * crowd) / (n[answers.worker] - 1.0 + pseudo)
+    if math.isinf(pseudo):
+        accuracy = np.full(len(answers), crowd)
+    else:
+        accuracy = (correct[answers.worker] - right + pseudo * crowd) / (n[answers.worker] - 1.0 + pseudo)
     accuracy = np.clip(accuracy, 1e-6, 1 - 1e-6)
     mean = np.repeat(((1 - accuracy) / max(k - 1, 1))[:, None], k, axis=1)  # prior_mean[w, :, l]
     mean[np.arange(len(answers)), answers.label] = accuracy
@@ -352,6 +383,8 @@ def _fit_em(
     tol: float = 1e-6,
     init_post: np.ndarray | None = None,
     fixed_strength: float | None = None,
+    fixed_pseudo: float | None = None,
+    fixed_schedule: tuple[float, float] | None = None,
 ) -> _Fit:
     n_tasks, n_workers, n_classes = answers.n_tasks, answers.n_workers, answers.n_classes
     if init_post is None:
@@ -361,6 +394,8 @@ def _fit_em(
     gold_rows = np.eye(n_classes)[gold_labels]
     post[gold_tasks] = gold_rows
     strength: float | None = fixed_strength
+    first_strength = fixed_strength
+    pseudo = _ACCURACY_PSEUDO_ANSWERS if fixed_pseudo is None else fixed_pseudo
     iterations = 0
     prev_loglik = -math.inf
     log_pi = np.zeros((n_workers, n_classes, n_classes))
@@ -376,10 +411,14 @@ def _fit_em(
                 smoothed = counts + 0.01
                 log_pi = np.log(smoothed / smoothed.sum(axis=2, keepdims=True))
             else:  # auto: Dirichlet prior centred on the volunteer's shrunk one-coin matrix
-                accuracy = _accuracy_from_post(answers, post, pseudo=_ACCURACY_PSEUDO_ANSWERS)
+                accuracy = _accuracy_from_post(answers, post, pseudo=pseudo)
                 prior_mean = np.exp(_one_coin_log_pi(accuracy, n_classes))
-                if fixed_strength is None and iterations in (1, 5):
+                if fixed_schedule is not None:
+                    strength = fixed_schedule[0] if iterations < 5 else fixed_schedule[1]
+                elif fixed_strength is None and iterations in (1, 5):
                     strength = _choose_strength(answers, post, counts, prior_mean, log_prior)
+                if iterations == 1:
+                    first_strength = strength
                 assert strength is not None
                 row = counts.sum(axis=2, keepdims=True)
                 log_pi = np.log((counts + strength * prior_mean) / (row + strength))
@@ -396,7 +435,7 @@ def _fit_em(
         if abs(loglik - prev_loglik) <= tol * abs(loglik):
             break
         prev_loglik = loglik
-    return _Fit(log_pi, log_prior, iterations, strength)
+    return _Fit(log_pi, log_prior, iterations, strength, pseudo, first_strength)
 
 
 def _sample(n: int, size: int = _FIT_SAMPLE) -> np.ndarray | slice:
@@ -485,8 +524,24 @@ def _fit_temperature(
     return math.exp(_golden_max(objective[0], lo, hi))
 
 
-def _temperature_weights(
+def _heldout_grid(
     answers: _Answers, own_ll: np.ndarray, log_prior: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``_heldout_objective`` on the grid of ``_TAU_GRID`` log-temperatures, with the answer count of each
+    held-out answer's task (None when no task has two answers)."""
+    objective = _heldout_objective(answers, own_ll, log_prior) if len(answers) else None
+    if objective is None:
+        return None
+    heldout_fn, n_answers = objective
+    grid = np.linspace(math.log(_TAU_RANGE[0]), math.log(_TAU_RANGE[1]), _TAU_GRID)
+    return np.array([heldout_fn(g) for g in grid]), n_answers
+
+
+def _temperature_weights(
+    answers: _Answers,
+    own_ll: np.ndarray,
+    log_prior: np.ndarray,
+    heldout: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Temperatures and their weights: the held-out log-likelihood of ``_fit_temperature`` on a grid, as a
     posterior over the log-temperature with a flat prior (no gold).
@@ -496,15 +551,16 @@ def _temperature_weights(
     harmonic mean over answers) before exponentiating.  Early in a campaign a few hundred answers leave the
     temperature uncertain, and a single best value, often at the top of the range, overstates the
     confidence; the average over the plausible temperatures does not.  With thousands of answers the
-    weights gather on one temperature.
+    weights gather on one temperature.  ``heldout`` is ``_heldout_grid`` of the same evidence, if computed.
     """
-    objective = _heldout_objective(answers, own_ll, log_prior) if len(answers) else None
-    if objective is None:
+    if heldout is None:
+        heldout = _heldout_grid(answers, own_ll, log_prior)
+    if heldout is None:
         return np.ones(1), np.ones(1)
-    heldout_fn, n_answers = objective
+    values, n_answers = heldout
     grid = np.linspace(math.log(_TAU_RANGE[0]), math.log(_TAU_RANGE[1]), _TAU_GRID)
     repeats = len(n_answers) / float((1.0 / (n_answers - 1.0)).sum())
-    ll = np.array([heldout_fn(g) for g in grid]) / repeats
+    ll = values / repeats
     weights = np.exp(ll - ll.max())
     keep = weights > 1e-4 * weights.sum()
     return np.exp(grid[keep]), weights[keep] / weights[keep].sum()
@@ -574,9 +630,217 @@ def _cross_fitted_answer_ll(
             max_iter=_CROSS_FIT_ITERATIONS,  # warm-started from the full fit: a few steps suffice
             init_post=init_post,
             fixed_strength=fit.strength,
+            fixed_pseudo=fit.pseudo,
         )
         own[held] = answers.per_answer(refit.log_pi)[held]
     return own
+
+
+def _fit_common_accuracy(
+    answers: _Answers, gold_tasks: np.ndarray, gold_labels: np.ndarray, max_iter: int = 100
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """EM of the one-coin model in which every volunteer has the same accuracy: (accuracy, log class
+    prior, posteriors).  A task's posterior depends only on its vote counts, so EM runs over the distinct
+    vote counts (a few dozen), each weighted by its number of tasks; gold tasks are held to their label."""
+    k = answers.n_classes
+    votes = answers.vote_counts()
+    free = answers.has_votes.copy()
+    free[gold_tasks] = False
+    base = int(votes.max(initial=0)) + 1
+    if k * math.log2(base) < 62:  # each task's counts as one integer: a 1-d unique is much faster
+        key = votes[free] @ (base ** np.arange(k, dtype=np.int64))
+        _, first, inverse, weight = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+        patterns = votes[free][first]
+    else:
+        patterns, inverse, weight = np.unique(votes[free], axis=0, return_inverse=True, return_counts=True)
+    patterns, weight = patterns.astype(float), weight.astype(float)
+    gold_rows = np.eye(k)[gold_labels]
+    gold_mass = gold_rows[answers.has_votes[gold_tasks]].sum(axis=0)  # as in ``_class_prior``
+    gold_right = float(votes[gold_tasks, gold_labels].sum())
+    smoothing = 1.0 + answers.n_single / k
+    total = max(float(len(answers)), 1.0)
+    post = patterns / np.maximum(patterns.sum(axis=1, keepdims=True), 1.0)  # vote shares
+    accuracy, log_prior, previous = 1.0 / k, np.full(k, -math.log(k)), -math.inf
+    for _ in range(max_iter):
+        mass = weight @ post + gold_mass + smoothing
+        log_prior = np.log(mass / mass.sum())
+        right = float(weight @ (post * patterns).sum(axis=1)) + gold_right
+        accuracy = min(max(right / total, 1e-6), 1 - 1e-6)
+        z = log_prior + (math.log(accuracy) - math.log((1 - accuracy) / max(k - 1, 1))) * patterns
+        norm = _logsumexp(z) if len(z) else np.zeros(0)
+        post = np.exp(z - norm[:, None])
+        loglik = float(weight @ norm)
+        if abs(loglik - previous) <= 1e-6 * abs(loglik):
+            break
+        previous = loglik
+    full = np.repeat(np.exp(log_prior)[None, :], answers.n_tasks, axis=0)  # tasks without votes
+    full[free] = post[inverse.reshape(-1)]
+    full[gold_tasks] = gold_rows
+    return accuracy, log_prior, full
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a well-spread 64-bit hash of each unsigned integer."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _task_hash(answers: _Answers) -> np.ndarray:
+    """A pseudo-random 64-bit number per task computed from its answers alone, unchanged when tasks,
+    volunteers or classes are renamed or the answers reordered: it assigns the folds and the sample of
+    ``_prefers_common_accuracy``, so the consensus does not depend on the names (a fixed-seed draw over
+    task indices would).  Each answer contributes a hash of its volunteer's answer count, how often they
+    give that label, and the votes for it on the task; the contributions are summed exactly."""
+    k = answers.n_classes
+    on_label = np.take(answers.vote_counts(), answers._answered_cell).astype(np.uint64)
+    pair_n = np.bincount(answers.pair, minlength=answers.n_workers * k)[answers.pair].astype(np.uint64)
+    worker_n = answers.worker_n[answers.worker].astype(np.uint64)
+    key = (worker_n * np.uint64(1_000_003) + pair_n) * np.uint64(1_000_033) + on_label
+    # 24-bit contributions: their sums are exact in floating point however many answers a task has.
+    part = (_mix64(key) >> np.uint64(40)).astype(float)
+    return _mix64(np.bincount(answers.task, weights=part, minlength=answers.n_tasks).astype(np.uint64))
+
+
+def _task_sample(
+    answers: _Answers, gold_tasks: np.ndarray, gold_labels: np.ndarray
+) -> tuple[_Answers, np.ndarray | slice, np.ndarray, np.ndarray, np.ndarray]:
+    """The answers of a sample of tasks, about ``_COMMON_SAMPLE`` answers, the sampled tasks numbered
+    afresh (all of them when there are fewer answers): (answers, their rows in the original, each
+    sampled task's ``_task_hash``, gold tasks and labels)."""
+    task_hash = _task_hash(answers)
+    if len(answers) <= _COMMON_SAMPLE:
+        return answers, slice(None), task_hash, gold_tasks, gold_labels
+    picked = (task_hash >> np.uint64(11)).astype(float) / 2.0**53 < _COMMON_SAMPLE / len(answers)
+    index = np.cumsum(picked) - 1
+    rows = picked[answers.task]
+    sample = _Answers(
+        index[answers.task[rows]],
+        answers.worker[rows],
+        answers.label[rows],
+        int(picked.sum()),
+        answers.n_workers,
+        answers.n_classes,
+    )
+    keep = picked[gold_tasks]
+    return sample, rows, task_hash[picked], index[gold_tasks[keep]], gold_labels[keep]
+
+
+def _common_accuracy_close(
+    answers: _Answers,
+    left_out: tuple[np.ndarray, np.ndarray],
+    gold_tasks: np.ndarray,
+    gold_labels: np.ndarray,
+) -> bool:
+    """Whether the common-accuracy model comes within ``_COMMON_GATE`` nats per volunteer of `auto` in the
+    held-out likelihood of ``_heldout_objective``, `auto` scored with its leave-task-out evidence
+    (``left_out``: ``_heldout_grid`` of it, the best temperature of the grid taken).
+
+    A cheap screen before ``_prefers_common_accuracy``.  The leave-task-out evidence still flatters
+    `auto`: EM's posteriors on a volunteer's other tasks have followed them, by about the same few nats
+    for each volunteer whatever their number of answers.  Where the refits chose the common model `auto`
+    led by at most 1.8 nats per volunteer (early cuts of zencrowd_in); on the full public crowds it leads
+    by 7 (rte) to 29 (product), except cf (0.1, screened in; the refits keep `auto`), and on a million
+    generated answers of volunteers right 45-95% by about 10.  Screening out only ever keeps `auto`.
+    """
+    k = answers.n_classes
+    accuracy, common_prior, _ = _fit_common_accuracy(answers, gold_tasks, gold_labels)
+    common_ll = np.full((len(answers), k), math.log((1 - accuracy) / max(k - 1, 1)))
+    common_ll[np.arange(len(answers)), answers.label] = math.log(accuracy)
+    objective = _heldout_objective(answers, common_ll, common_prior)
+    if objective is None:
+        return False
+    heldout_fn, n_answers = objective  # the same sample of answers as ``left_out``
+    # Eight steps narrow the log-temperature to 0.1: close enough for a screen with this much room.
+    common_best = heldout_fn(_golden_max(heldout_fn, math.log(_TAU_RANGE[0]), math.log(_TAU_RANGE[1]), 8))
+    per_answer = (common_best - float(left_out[0].max())) / len(n_answers)
+    answers_per_volunteer = len(answers) / max(int((answers.worker_n > 0).sum()), 1)
+    return per_answer * answers_per_volunteer > -_COMMON_GATE
+
+
+def _heldout_by_task(answers: _Answers, own_ll: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
+    """Each task's share of the held-out log-likelihood of ``_heldout_objective`` at its best temperature
+    (every answer scored; 0 for tasks with fewer than two answers)."""
+    task_ll = answers.task_sums(own_ll)
+    rest = np.take(task_ll, answers.task, axis=0) - own_ll
+    multi = answers.task_n[answers.task] > 1
+
+    def terms(log_tau: float) -> np.ndarray:
+        z = log_prior + math.exp(log_tau) * rest
+        return _logsumexp(z + own_ll) - _logsumexp(z)
+
+    def total(log_tau: float) -> float:
+        return float(terms(log_tau)[multi].sum())
+
+    best = _golden_max(total, math.log(_TAU_RANGE[0]), math.log(_TAU_RANGE[1]))
+    return np.bincount(answers.task[multi], weights=terms(best)[multi], minlength=answers.n_tasks)
+
+
+def _prefers_common_accuracy(
+    answers: _Answers, fit: _Fit, gold_tasks: np.ndarray, gold_labels: np.ndarray
+) -> bool:
+    """Whether one accuracy shared by every volunteer predicts held-out answers better than `auto`.
+
+    With a handful of answers per volunteer EM reinforces itself: a volunteer who happens to agree with
+    the consensus pulls it toward their answers and is credited for it, so the reliabilities spread where
+    the volunteers do not differ (all right 70%, three answers a task: estimates from .50 to .87), and a
+    confident lone dissenter overrules two others.  The prior strength, chosen on the same fit, does not
+    see it.  Both models are fitted afresh on all but one of ``_COMMON_FOLDS`` folds of the tasks (`auto`
+    with the full fit's strengths), score each answer of the held-out fold, and are compared by the
+    likelihood of each answer given its task's other answers at their best temperatures
+    (``_heldout_objective``), summed over ``_COMMON_REPEATS`` draws of the folds (the later draws are
+    skipped when the first are ``_COMMON_DECIDED`` standard errors clear).  `auto` is kept only when
+    it leads by more than ``_COMMON_SE`` standard errors of that sum (from the spread of the per-task
+    differences): within the comparison's noise the simpler model is kept, as in the one-standard-error
+    rule.  A warm start from the full fit would carry its self-reinforcement into the refits.  Fitting on
+    two thirds of the tasks costs the many-parameter model more than the one-parameter one; two folds cost
+    so much that `auto` lost a tenth of early web cuts (five classes, four answers a volunteer) it wins
+    with three.  Above ``_COMMON_SAMPLE`` answers the comparison runs on a sample of tasks.  Folds and
+    sample come from ``_task_hash``, so renaming cannot change the decision.
+    """
+    answers, _, task_hash, gold_tasks, gold_labels = _task_sample(answers, gold_tasks, gold_labels)
+    if not (answers.task_n > 1).any():
+        return False
+    k = answers.n_classes
+    _, common_prior, _ = _fit_common_accuracy(answers, gold_tasks, gold_labels)
+    margin = np.zeros(answers.n_tasks)  # common minus `auto`, each task's held-out answers
+    scored = answers.task_n > 1
+    n_scored = int(scored.sum())
+    z = 0.0
+    for repeat in range(_COMMON_REPEATS):
+        # Each repeat draws other folds: the comparison's noise, not the crowd, decides close calls.
+        salted = _mix64(task_hash + np.uint64(repeat)) if repeat else task_hash
+        fold = (salted % np.uint64(_COMMON_FOLDS)).astype(np.int64)
+        auto_ll = np.empty((len(answers), k))
+        common_accuracy = np.empty(len(answers))
+        for f in range(_COMMON_FOLDS):
+            held = fold[answers.task] == f
+            if held.all():
+                return False  # too few tasks to leave any out
+            train = answers.subset(~held)
+            keep_gold = fold[gold_tasks] != f
+            refit = _fit_em(
+                train,
+                model="auto",
+                gold_tasks=gold_tasks[keep_gold],
+                gold_labels=gold_labels[keep_gold],
+                fixed_schedule=(fit.first_strength or fit.strength or 1.0, fit.strength or 1.0),
+            )
+            auto_ll[held] = answers.per_answer(refit.log_pi)[held]
+            common_accuracy[held] = _fit_common_accuracy(
+                train, gold_tasks[keep_gold], gold_labels[keep_gold]
+            )[0]
+        common_ll = np.repeat(np.log((1 - common_accuracy) / max(k - 1, 1))[:, None], k, axis=1)
+        common_ll[np.arange(len(answers)), answers.label] = np.log(common_accuracy)
+        margin += _heldout_by_task(answers, common_ll, common_prior) - _heldout_by_task(
+            answers, auto_ll, fit.log_prior
+        )
+        z = float(margin.sum()) / max(float(margin[scored].std()) * math.sqrt(n_scored), 1e-12)
+        if abs(z + _COMMON_SE) > _COMMON_DECIDED:
+            break  # further draws of the folds would not change a call this clear
+    return z > -_COMMON_SE
 
 
 def _match_mean_confidence(task_ll: np.ndarray, log_prior: np.ndarray, target: float) -> float:
@@ -754,6 +1018,33 @@ def aggregate(
     task_ll, own_ll = answers.log_likelihood(fit.log_pi)
     raw_post = _softmax(fit.log_prior + task_ll)
     raw_post[clamp_tasks] = np.eye(k_vote)[clamp_labels]
+    left_out_ll = None  # `auto`'s leave-task-out evidence, when computed for the fit kept
+    common = False  # whether `auto` kept one accuracy shared by every volunteer
+    left_out_grid = None  # and its ``_heldout_grid``
+    if method == "auto" and k_vote > 1 and len(task_v) and fit.strength is not None:
+        left_out_ll = _leave_task_out_ll(answers, raw_post, fit.strength, fit.pseudo)
+        left_out_grid = _heldout_grid(answers, left_out_ll, fit.log_prior)
+        if (
+            left_out_grid is not None
+            and _common_accuracy_close(answers, left_out_grid, clamp_tasks, clamp_labels)
+            and _prefers_common_accuracy(answers, fit, clamp_tasks, clamp_labels)
+        ):
+            # Volunteers indistinguishable: every one gets the crowd's accuracy; the confidence is then
+            # calibrated as for any `auto` fit.
+            fit = _fit_em(
+                answers,
+                model=method,
+                gold_tasks=clamp_tasks,
+                gold_labels=clamp_labels,
+                init_post=_fit_common_accuracy(answers, clamp_tasks, clamp_labels)[2],
+                fixed_strength=_COMMON_STRENGTH,
+                fixed_pseudo=math.inf,
+            )
+            task_ll, own_ll = answers.log_likelihood(fit.log_pi)
+            raw_post = _softmax(fit.log_prior + task_ll)
+            raw_post[clamp_tasks] = np.eye(k_vote)[clamp_labels]
+            left_out_ll = left_out_grid = None
+            common = True
 
     def cross_fitted_ll() -> Any:
         """Each answer's evidence from a refit on the other half of the tasks (gold unclamped)."""
@@ -773,11 +1064,15 @@ def aggregate(
     if calibrate and method == "auto" and len(task_v) and fit.strength is not None and not enough_gold:
         # Without enough gold to calibrate on, `auto`'s confidence rests on leave-task-out evidence; with
         # enough, the temperature and the Platt correction are fitted on gold, for the in-sample evidence.
-        loo_ll = _leave_task_out_ll(answers, raw_post, fit.strength)
+        loo_ll = left_out_ll
+        if loo_ll is None:
+            loo_ll = _leave_task_out_ll(answers, raw_post, fit.strength, fit.pseudo)
     if calibrate and loo_ll is not None:
         # `auto` without enough gold: the temperatures are fitted on the evidence they will temper, each
         # answer scored by its volunteer's parameters fitted without the answer's task.
-        taus, tau_weights = _temperature_weights(answers, loo_ll, fit.log_prior)
+        taus, tau_weights = _temperature_weights(
+            answers, loo_ll, fit.log_prior, left_out_grid if loo_ll is left_out_ll else None
+        )
         tau = float(np.exp((tau_weights * np.log(taus)).sum()))
         # The leave-task-out evidence removes a volunteer's credit for the task at hand, not for the other
         # tasks their answers helped decide; with a handful of answers each (three answers a task, volunteers
@@ -915,6 +1210,7 @@ def aggregate(
         incremental_temperature=incremental_tau,
         platt=platt,
         prior_strength=fit.strength,
+        common_accuracy=common,
         worker_confusion=confusion,
     )
 

@@ -677,6 +677,8 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
         "temperature": float(result.incremental_temperature),
         "refit_at": started.isoformat(),  # answers during the refit count as new
         "expert_labels": experts.counts,
+        # Volunteers the refit could not tell apart share one accuracy (aggregation._prefers_common_accuracy).
+        "common_accuracy": bool(result.common_accuracy),
         # The typical volunteer whose answers the retirement rule expects (label_change_probability).
         "crowd_reliability": float(
             np.average(result.worker_reliability, weights=np.maximum(result.worker_n_answers, 1e-9))
@@ -1848,6 +1850,15 @@ def _methodology(
         f"- Last full refit: {state.get('refit_at', 'none')}; temperature {state.get('temperature', 1.0)}; "
         f"class prior {state.get('class_prior')}.",
         _expert_labels_line(state.get("expert_labels")),
+        *(
+            [
+                "- At the last refit the volunteers could not be told apart (a model in which they all share "
+                "one accuracy predicted held-out answers as well as one with a reliability for each), so every "
+                "volunteer counted the same: the labels are the majority's."
+            ]
+            if state.get("common_accuracy")
+            else []
+        ),
         "- Confidence is the calibrated probability that the consensus label is right. Without enough expert "
         "answers, each answer is scored by its volunteer's reliability estimated without that task, and the "
         "posterior is tempered by the temperatures that best predict each answer from the other answers of "

@@ -383,3 +383,39 @@ def test_a_task_answered_while_the_refit_runs_keeps_the_consensus_of_its_newest_
     monkeypatch.setattr(verification_services.aggregation, "aggregate", real_aggregate)
     assert [s["answers"] for s in refit_all_campaigns()] == [7]
     assert Consensus.objects.get(task=late).method == "auto"
+
+
+def test_a_refit_of_volunteers_it_cannot_tell_apart_counts_them_all_the_same() -> None:
+    """Thirty volunteers all right 70%, three answers a task, fifteen answers each: the refit keeps one
+    accuracy for all of them (aggregation._prefers_common_accuracy), stores the same reliability for
+    each, records it in the campaign's state and says so in the package's methodology."""
+    import numpy as np
+
+    from verification.services import _methodology
+
+    campaign = new_campaign(min_answers=3, max_answers=3)
+    volunteers = [new_volunteer() for _ in range(30)]
+    rng = np.random.default_rng(3)
+    choices = ["destroyed", "intact", "no_structures"]
+    for _ in range(150):
+        task = new_task(campaign)
+        truth = int(rng.integers(0, 3))
+        for index in rng.choice(30, 3, replace=False):
+            value = truth if rng.random() < 0.7 else (truth + int(rng.integers(1, 3))) % 3
+            answer(task, volunteers[index], choices[value])
+    consensus_recompute_campaign(campaign=campaign)
+    campaign.refresh_from_db()
+    assert campaign.aggregation_state["common_accuracy"] is True
+    reliabilities = list(
+        VolunteerReliability.objects.filter(campaign=campaign).values_list("reliability", flat=True)
+    )
+    assert len(reliabilities) == 30 and max(reliabilities) - min(reliabilities) < 0.05, reliabilities
+    stats = {
+        "agreement": [], "confidence": [], "tasks": 150, "answers": 450, "volunteers": 30, "decisions": 0,
+        "sources": 1, "media_files": 1, "method_counts": {}, "software": "test", "status_counts": {},
+        "label_counts": {}, "points": 0, "missing_media": 0,
+    }  # fmt: skip
+    text = _methodology(
+        campaign=campaign, scope="whole campaign", stats=stats, head_hash="0" * 64, head_seq=1
+    )
+    assert "the volunteers could not be told apart" in text
