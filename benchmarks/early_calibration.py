@@ -161,8 +161,9 @@ def main() -> None:
     public_crowds()
     sparse_crowds()
     print(
-        "\nTarget (issue #6): ECE <= 0.05. Where auto trails majority vote on the sparse crowds of equally "
-        "reliable volunteers, EM's reliabilities spread where the volunteers do not differ."
+        "\nTarget (issue #6): ECE <= 0.05. On the sparse crowds of equally reliable volunteers auto keeps one "
+        "accuracy for everyone (its labels are then majority vote's): EM's own reliabilities spread there "
+        "where the volunteers do not differ (auto was .710 / .749 / .631 on the first three crowds)."
     )
 
 
