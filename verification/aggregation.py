@@ -679,6 +679,16 @@ def _fit_common_accuracy(
     return accuracy, log_prior, full
 
 
+def _common_answer_ll(answers: _Answers, accuracy: float | np.ndarray) -> np.ndarray:
+    """Each answer's log-likelihood table, (n, K), when its volunteer has ``accuracy`` (one for all, or
+    one per answer) and spreads their mistakes evenly over the other classes."""
+    accuracy = np.broadcast_to(np.asarray(accuracy, dtype=float), (len(answers),))
+    k = answers.n_classes
+    table = np.repeat(np.log((1 - accuracy) / max(k - 1, 1))[:, None], k, axis=1)
+    table[np.arange(len(answers)), answers.label] = np.log(accuracy)
+    return table
+
+
 def _mix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64's finaliser: a well-spread 64-bit hash of each unsigned integer."""
     with np.errstate(over="ignore"):
@@ -729,14 +739,12 @@ def _task_sample(
 
 
 def _common_accuracy_close(
-    answers: _Answers,
-    left_out: tuple[np.ndarray, np.ndarray],
-    gold_tasks: np.ndarray,
-    gold_labels: np.ndarray,
+    answers: _Answers, left_out: tuple[np.ndarray, np.ndarray], common: tuple[float, np.ndarray, np.ndarray]
 ) -> bool:
     """Whether the common-accuracy model comes within ``_COMMON_GATE`` nats per volunteer of `auto` in the
     held-out likelihood of ``_heldout_objective``, `auto` scored with its leave-task-out evidence
-    (``left_out``: ``_heldout_grid`` of it, the best temperature of the grid taken).
+    (``left_out``: ``_heldout_grid`` of it, the best temperature of the grid taken); ``common`` is
+    ``_fit_common_accuracy`` of the same answers.
 
     A cheap screen before ``_prefers_common_accuracy``.  The leave-task-out evidence still flatters
     `auto`: EM's posteriors on a volunteer's other tasks have followed them, by about the same few nats
@@ -745,11 +753,8 @@ def _common_accuracy_close(
     by 7 (rte) to 29 (product), except cf (0.1, screened in; the refits keep `auto`), and on a million
     generated answers of volunteers right 45-95% by about 10.  Screening out only ever keeps `auto`.
     """
-    k = answers.n_classes
-    accuracy, common_prior, _ = _fit_common_accuracy(answers, gold_tasks, gold_labels)
-    common_ll = np.full((len(answers), k), math.log((1 - accuracy) / max(k - 1, 1)))
-    common_ll[np.arange(len(answers)), answers.label] = math.log(accuracy)
-    objective = _heldout_objective(answers, common_ll, common_prior)
+    accuracy, common_prior, _ = common
+    objective = _heldout_objective(answers, _common_answer_ll(answers, accuracy), common_prior)
     if objective is None:
         return False
     heldout_fn, n_answers = objective  # the same sample of answers as ``left_out``
@@ -779,7 +784,11 @@ def _heldout_by_task(answers: _Answers, own_ll: np.ndarray, log_prior: np.ndarra
 
 
 def _prefers_common_accuracy(
-    answers: _Answers, fit: _Fit, gold_tasks: np.ndarray, gold_labels: np.ndarray
+    answers: _Answers,
+    fit: _Fit,
+    gold_tasks: np.ndarray,
+    gold_labels: np.ndarray,
+    common: tuple[float, np.ndarray, np.ndarray],
 ) -> bool:
     """Whether one accuracy shared by every volunteer predicts held-out answers better than `auto`.
 
@@ -798,13 +807,15 @@ def _prefers_common_accuracy(
     two thirds of the tasks costs the many-parameter model more than the one-parameter one; two folds cost
     so much that `auto` lost a tenth of early web cuts (five classes, four answers a volunteer) it wins
     with three.  Above ``_COMMON_SAMPLE`` answers the comparison runs on a sample of tasks.  Folds and
-    sample come from ``_task_hash``, so renaming cannot change the decision.
+    sample come from ``_task_hash``, so renaming cannot change the decision.  ``common`` is
+    ``_fit_common_accuracy`` of all the answers.
     """
-    answers, _, task_hash, gold_tasks, gold_labels = _task_sample(answers, gold_tasks, gold_labels)
+    answers, rows, task_hash, gold_tasks, gold_labels = _task_sample(answers, gold_tasks, gold_labels)
     if not (answers.task_n > 1).any():
         return False
     k = answers.n_classes
-    _, common_prior, _ = _fit_common_accuracy(answers, gold_tasks, gold_labels)
+    sampled = not isinstance(rows, slice)
+    common_prior = _fit_common_accuracy(answers, gold_tasks, gold_labels)[1] if sampled else common[1]
     margin = np.zeros(answers.n_tasks)  # common minus `auto`, each task's held-out answers
     scored = answers.task_n > 1
     n_scored = int(scored.sum())
@@ -832,8 +843,7 @@ def _prefers_common_accuracy(
             common_accuracy[held] = _fit_common_accuracy(
                 train, gold_tasks[keep_gold], gold_labels[keep_gold]
             )[0]
-        common_ll = np.repeat(np.log((1 - common_accuracy) / max(k - 1, 1))[:, None], k, axis=1)
-        common_ll[np.arange(len(answers)), answers.label] = np.log(common_accuracy)
+        common_ll = _common_answer_ll(answers, common_accuracy)
         margin += _heldout_by_task(answers, common_ll, common_prior) - _heldout_by_task(
             answers, auto_ll, fit.log_prior
         )
@@ -1015,36 +1025,39 @@ def aggregate(
             gold_labels=clamp_labels,
         )
 
-    task_ll, own_ll = answers.log_likelihood(fit.log_pi)
-    raw_post = _softmax(fit.log_prior + task_ll)
-    raw_post[clamp_tasks] = np.eye(k_vote)[clamp_labels]
+    def fit_posterior(fit: _Fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(task log-likelihoods, per-answer ones, posteriors with expert labels held) of a fit."""
+        task_ll, own_ll = answers.log_likelihood(fit.log_pi)
+        post = _softmax(fit.log_prior + task_ll)
+        post[clamp_tasks] = np.eye(k_vote)[clamp_labels]
+        return task_ll, own_ll, post
+
+    task_ll, own_ll, raw_post = fit_posterior(fit)
     left_out_ll = None  # `auto`'s leave-task-out evidence, when computed for the fit kept
-    common = False  # whether `auto` kept one accuracy shared by every volunteer
     left_out_grid = None  # and its ``_heldout_grid``
+    common = False  # whether `auto` kept one accuracy shared by every volunteer
     if method == "auto" and k_vote > 1 and len(task_v) and fit.strength is not None:
         left_out_ll = _leave_task_out_ll(answers, raw_post, fit.strength, fit.pseudo)
         left_out_grid = _heldout_grid(answers, left_out_ll, fit.log_prior)
-        if (
-            left_out_grid is not None
-            and _common_accuracy_close(answers, left_out_grid, clamp_tasks, clamp_labels)
-            and _prefers_common_accuracy(answers, fit, clamp_tasks, clamp_labels)
-        ):
-            # Volunteers indistinguishable: every one gets the crowd's accuracy; the confidence is then
-            # calibrated as for any `auto` fit.
-            fit = _fit_em(
-                answers,
-                model=method,
-                gold_tasks=clamp_tasks,
-                gold_labels=clamp_labels,
-                init_post=_fit_common_accuracy(answers, clamp_tasks, clamp_labels)[2],
-                fixed_strength=_COMMON_STRENGTH,
-                fixed_pseudo=math.inf,
-            )
-            task_ll, own_ll = answers.log_likelihood(fit.log_pi)
-            raw_post = _softmax(fit.log_prior + task_ll)
-            raw_post[clamp_tasks] = np.eye(k_vote)[clamp_labels]
-            left_out_ll = left_out_grid = None
-            common = True
+        if left_out_grid is not None:
+            common_fit = _fit_common_accuracy(answers, clamp_tasks, clamp_labels)
+            if _common_accuracy_close(answers, left_out_grid, common_fit) and _prefers_common_accuracy(
+                answers, fit, clamp_tasks, clamp_labels, common_fit
+            ):
+                # Volunteers indistinguishable: every one gets the crowd's accuracy; the confidence is then
+                # calibrated as for any `auto` fit.
+                fit = _fit_em(
+                    answers,
+                    model=method,
+                    gold_tasks=clamp_tasks,
+                    gold_labels=clamp_labels,
+                    init_post=common_fit[2],
+                    fixed_strength=_COMMON_STRENGTH,
+                    fixed_pseudo=math.inf,
+                )
+                task_ll, own_ll, raw_post = fit_posterior(fit)
+                left_out_ll = left_out_grid = None
+                common = True
 
     def cross_fitted_ll() -> Any:
         """Each answer's evidence from a refit on the other half of the tasks (gold unclamped)."""
