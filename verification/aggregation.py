@@ -83,6 +83,11 @@ _MIN_GOLD_FOR_CALIBRATION = 30
 # identity (a = 1, b = 0): equivalent to about one pseudo-observation, so 30 gold tasks cannot fit
 # something wild, while hundreds of gold tasks speak for themselves.
 _PLATT_PENALTY = 1.0
+# A volunteer is at chance on gold when their gold answers are this many times likelier from someone
+# answering at random with their own answer frequencies than from the crowd's typical volunteer
+# (``_chance_on_gold``): a sequential test, so a typical volunteer is flagged with probability at most
+# 1 / 19 however many gold answers they give (much less at any fixed number).
+_GOLD_CHANCE_ODDS = 19.0
 
 
 @dataclass
@@ -124,6 +129,9 @@ class AggregationResult:
     # told apart, so each one's reliability is the crowd's and the labels are the majority's.
     common_accuracy: bool = False
     worker_confusion: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    # Volunteers whose gold answers say they answer at chance (``_chance_on_gold``), whatever the model:
+    # flagged by ``flag_unreliable``, and held at chance when every volunteer shares one accuracy.
+    worker_chance_on_gold: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -274,6 +282,7 @@ class _Fit(NamedTuple):
     strength: float | None
     pseudo: float = _ACCURACY_PSEUDO_ANSWERS  # `auto`: pseudo-answers toward the crowd's accuracy
     first_strength: float | None = None  # `auto`: the strength of the first EM steps, before it is re-chosen
+    silenced: np.ndarray | None = None  # `auto`: volunteers held at chance (their answers carry no weight)
 
 
 def _vote_shares(task: np.ndarray, label: np.ndarray, n_tasks: int, n_classes: int) -> np.ndarray:
@@ -294,13 +303,23 @@ def _class_prior(post: np.ndarray, answers: _Answers) -> np.ndarray:
     return np.log(mass / mass.sum())
 
 
-def _accuracy_from_post(answers: _Answers, post: np.ndarray, pseudo: float) -> np.ndarray:
+def _accuracy_from_post(
+    answers: _Answers, post: np.ndarray, pseudo: float, silenced: np.ndarray | None = None
+) -> np.ndarray:
+    """Each volunteer's accuracy, shrunk toward the crowd's by ``pseudo`` answers (all the crowd's when
+    infinite); ``silenced`` volunteers are held at 1 / K, which gives their answers no weight, and left out
+    of the crowd's accuracy."""
     correct = np.bincount(answers.worker, weights=answers.answered(post), minlength=answers.n_workers)
     n = answers.worker_n
-    crowd = correct.sum() / max(n.sum(), 1.0)
+    counted = slice(None) if silenced is None else ~silenced
+    crowd = correct[counted].sum() / max(n[counted].sum(), 1.0)
     if math.isinf(pseudo):
-        return np.full(answers.n_workers, crowd)
-    return (correct + pseudo * crowd) / (n + pseudo)
+        accuracy = np.full(answers.n_workers, crowd)
+    else:
+        accuracy = (correct + pseudo * crowd) / (n + pseudo)
+    if silenced is not None:
+        accuracy[silenced] = 1.0 / answers.n_classes
+    return accuracy
 
 
 def _choose_strength(
@@ -340,7 +359,11 @@ def _choose_strength(
 
 
 def _leave_task_out_ll(
-    answers: _Answers, post: np.ndarray, strength: float, pseudo: float = _ACCURACY_PSEUDO_ANSWERS
+    answers: _Answers,
+    post: np.ndarray,
+    strength: float,
+    pseudo: float = _ACCURACY_PSEUDO_ANSWERS,
+    silenced: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each answer's log-likelihood table under its volunteer's `auto` matrix without the answer's task.
 
@@ -351,7 +374,7 @@ def _leave_task_out_ll(
     handful of answers per volunteer this inflates everyone who sides with the consensus, most of all on
     a split task, whose winners are all credited for it.  This is the posterior-mean (Dirichlet
     predictive) probability of the answer given the volunteer's other answers; with hundreds of answers
-    per volunteer it is the in-sample matrix.
+    per volunteer it is the in-sample matrix.  ``silenced`` volunteers stay at chance (``_accuracy_from_post``).
     """
     k = answers.n_classes
     counts = answers.confusion_counts(post)
@@ -361,11 +384,14 @@ def _leave_task_out_ll(
     right = answers.answered(post)
     correct = np.bincount(answers.worker, weights=right, minlength=answers.n_workers)
     n = answers.worker_n
-    crowd = correct.sum() / max(n.sum(), 1.0)
+    counted = slice(None) if silenced is None else ~silenced
+    crowd = correct[counted].sum() / max(n[counted].sum(), 1.0)
     if math.isinf(pseudo):
         accuracy = np.full(len(answers), crowd)
     else:
         accuracy = (correct[answers.worker] - right + pseudo * crowd) / (n[answers.worker] - 1.0 + pseudo)
+    if silenced is not None:
+        accuracy[silenced[answers.worker]] = 1.0 / k
     accuracy = np.clip(accuracy, 1e-6, 1 - 1e-6)
     mean = np.repeat(((1 - accuracy) / max(k - 1, 1))[:, None], k, axis=1)  # prior_mean[w, :, l]
     mean[np.arange(len(answers)), answers.label] = accuracy
@@ -385,6 +411,7 @@ def _fit_em(
     fixed_strength: float | None = None,
     fixed_pseudo: float | None = None,
     fixed_schedule: tuple[float, float] | None = None,
+    silenced: np.ndarray | None = None,
 ) -> _Fit:
     n_tasks, n_workers, n_classes = answers.n_tasks, answers.n_workers, answers.n_classes
     if init_post is None:
@@ -411,7 +438,7 @@ def _fit_em(
                 smoothed = counts + 0.01
                 log_pi = np.log(smoothed / smoothed.sum(axis=2, keepdims=True))
             else:  # auto: Dirichlet prior centred on the volunteer's shrunk one-coin matrix
-                accuracy = _accuracy_from_post(answers, post, pseudo=pseudo)
+                accuracy = _accuracy_from_post(answers, post, pseudo=pseudo, silenced=silenced)
                 prior_mean = np.exp(_one_coin_log_pi(accuracy, n_classes))
                 if fixed_schedule is not None:
                     strength = fixed_schedule[0] if iterations < 5 else fixed_schedule[1]
@@ -435,7 +462,7 @@ def _fit_em(
         if abs(loglik - prev_loglik) <= tol * abs(loglik):
             break
         prev_loglik = loglik
-    return _Fit(log_pi, log_prior, iterations, strength, pseudo, first_strength)
+    return _Fit(log_pi, log_prior, iterations, strength, pseudo, first_strength, silenced)
 
 
 def _sample(n: int, size: int = _FIT_SAMPLE) -> np.ndarray | slice:
@@ -631,6 +658,7 @@ def _cross_fitted_answer_ll(
             init_post=init_post,
             fixed_strength=fit.strength,
             fixed_pseudo=fit.pseudo,
+            silenced=fit.silenced,
         )
         own[held] = answers.per_answer(refit.log_pi)[held]
     return own
@@ -687,6 +715,41 @@ def _common_answer_ll(answers: _Answers, accuracy: float | np.ndarray) -> np.nda
     table = np.repeat(np.log((1 - accuracy) / max(k - 1, 1))[:, None], k, axis=1)
     table[np.arange(len(answers)), answers.label] = np.log(accuracy)
     return table
+
+
+def _chance_on_gold(answers: _Answers, gold_tasks: np.ndarray, gold_labels: np.ndarray) -> np.ndarray:
+    """Volunteers whose gold answers say they answer at chance (boolean array over volunteers).
+
+    A likelihood-ratio test of each volunteer's gold answers, ``_GOLD_CHANCE_ODDS`` to one: answering at
+    random with their own answer frequencies (on a gold task of label g they are right with the share of
+    their answers that are g) against the crowd's typical volunteer (right with the crowd's share of right
+    gold answers).  It reads nothing but gold, so it holds when the consensus cannot tell volunteers apart
+    (three answers a task: ``_prefers_common_accuracy``), and it never flags someone for a few unlucky
+    answers: a typical volunteer reaches these odds with probability at most 1 / ``_GOLD_CHANCE_ODDS``.
+    """
+    flagged = np.zeros(answers.n_workers, dtype=bool)
+    if len(gold_tasks) == 0 or len(answers) == 0:
+        return flagged
+    k = answers.n_classes
+    expert = np.full(answers.n_tasks, -1)
+    expert[gold_tasks] = gold_labels
+    truth = expert[answers.task]
+    on_gold = truth >= 0
+    if not on_gold.any():
+        return flagged
+    right = answers.label[on_gold] == truth[on_gold]
+    typical = float(right.mean())
+    if typical <= 1.0 / k:
+        return flagged  # the crowd itself is at chance on gold: nobody stands out
+    worker = answers.worker[on_gold]
+    # Their answer frequencies, smoothed by one answer spread over the classes.
+    given = np.bincount(answers.pair, minlength=answers.n_workers * k).reshape(answers.n_workers, k)
+    frequency = (given + 1.0 / k) / (answers.worker_n[:, None] + 1.0)
+    at_random = np.clip(frequency[worker, truth[on_gold]], 1e-3, 1 - 1e-3)
+    typical = min(max(typical, 1e-3), 1 - 1e-3)
+    log_ratio = np.where(right, np.log(at_random / typical), np.log((1 - at_random) / (1 - typical)))
+    evidence = np.bincount(worker, weights=log_ratio, minlength=answers.n_workers)
+    return evidence >= math.log(_GOLD_CHANCE_ODDS)
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -817,7 +880,11 @@ def _prefers_common_accuracy(
     sampled = not isinstance(rows, slice)
     common_prior = _fit_common_accuracy(answers, gold_tasks, gold_labels)[1] if sampled else common[1]
     margin = np.zeros(answers.n_tasks)  # common minus `auto`, each task's held-out answers
-    scored = answers.task_n > 1
+    expert = np.full(answers.n_tasks, -1)
+    expert[gold_tasks] = gold_labels
+    on_gold = expert[answers.task] >= 0
+    gold_cells = (np.flatnonzero(on_gold), expert[answers.task[on_gold]])
+    scored = (answers.task_n > 1) | ((expert >= 0) & answers.has_votes)
     n_scored = int(scored.sum())
     z = 0.0
     for repeat in range(_COMMON_REPEATS):
@@ -844,9 +911,18 @@ def _prefers_common_accuracy(
                 train, gold_tasks[keep_gold], gold_labels[keep_gold]
             )[0]
         common_ll = _common_answer_ll(answers, common_accuracy)
-        margin += _heldout_by_task(answers, common_ll, common_prior) - _heldout_by_task(
+        by_task = _heldout_by_task(answers, common_ll, common_prior) - _heldout_by_task(
             answers, auto_ll, fit.log_prior
         )
+        # A task with an expert label scores each held-out answer against that label: how likely each
+        # model finds the volunteer's answer to the true class is direct evidence of their accuracy.
+        by_task[expert >= 0] = 0.0
+        by_task += np.bincount(
+            answers.task[on_gold],
+            weights=common_ll[gold_cells] - auto_ll[gold_cells],
+            minlength=answers.n_tasks,
+        )
+        margin += by_task
         z = float(margin.sum()) / max(float(margin[scored].std()) * math.sqrt(n_scored), 1e-12)
         if abs(z + _COMMON_SE) > _COMMON_DECIDED:
             break  # further draws of the folds would not change a call this clear
@@ -1033,6 +1109,7 @@ def aggregate(
         return task_ll, own_ll, post
 
     task_ll, own_ll, raw_post = fit_posterior(fit)
+    gold_chance = _chance_on_gold(answers, gold_tasks, gold_labels)
     left_out_ll = None  # `auto`'s leave-task-out evidence, when computed for the fit kept
     left_out_grid = None  # and its ``_heldout_grid``
     common = False  # whether `auto` kept one accuracy shared by every volunteer
@@ -1046,6 +1123,9 @@ def aggregate(
             ):
                 # Volunteers indistinguishable: every one gets the crowd's accuracy; the confidence is then
                 # calibrated as for any `auto` fit.
+                # Volunteers whose gold answers are at chance are held there: the crowd's accuracy would
+                # otherwise give their votes as much weight as anyone's.
+                at_chance = gold_chance if gold_chance.any() else None
                 fit = _fit_em(
                     answers,
                     model=method,
@@ -1054,6 +1134,7 @@ def aggregate(
                     init_post=common_fit[2],
                     fixed_strength=_COMMON_STRENGTH,
                     fixed_pseudo=math.inf,
+                    silenced=at_chance,
                 )
                 task_ll, own_ll, raw_post = fit_posterior(fit)
                 left_out_ll = left_out_grid = None
@@ -1079,7 +1160,7 @@ def aggregate(
         # enough, the temperature and the Platt correction are fitted on gold, for the in-sample evidence.
         loo_ll = left_out_ll
         if loo_ll is None:
-            loo_ll = _leave_task_out_ll(answers, raw_post, fit.strength, fit.pseudo)
+            loo_ll = _leave_task_out_ll(answers, raw_post, fit.strength, fit.pseudo, fit.silenced)
     if calibrate and loo_ll is not None:
         # `auto` without enough gold: the temperatures are fitted on the evidence they will temper, each
         # answer scored by its volunteer's parameters fitted without the answer's task.
@@ -1225,6 +1306,7 @@ def aggregate(
         prior_strength=fit.strength,
         common_accuracy=common,
         worker_confusion=confusion,
+        worker_chance_on_gold=gold_chance,
     )
 
 
@@ -1321,12 +1403,17 @@ def flag_unreliable(
 
     Chance is, per volunteer, the accuracy of answering at random with their own answer frequencies
     (so a volunteer who always gives the commonest answer is flagged too).  Volunteers with fewer than
-    ``min_answers`` answers are never flagged: their reliability is mostly the crowd's prior.
+    ``min_answers`` answers are never flagged on their reliability: it is mostly the crowd's prior.  An
+    ``AggregationResult`` also flags the volunteers its gold answers put at chance (``_chance_on_gold``),
+    which holds when the volunteers share one accuracy.
     """
+    on_gold = None
     if isinstance(result, AggregationResult):
         reliability = result.worker_reliability
         counts = result.worker_n_answers if worker_n_answers is None else worker_n_answers
         chance = result.worker_chance if chance is None else chance
+        if len(result.worker_chance_on_gold) == len(reliability):
+            on_gold = result.worker_chance_on_gold
     else:
         reliability = np.asarray(result, dtype=float)
         counts = (
@@ -1334,7 +1421,8 @@ def flag_unreliable(
         )
         if chance is None:
             raise ValueError("chance (e.g. 1 / n_classes) is required when passing a reliability array")
-    return (np.asarray(counts) >= min_answers) & (reliability <= np.asarray(chance) + tolerance)
+    flagged = (np.asarray(counts) >= min_answers) & (reliability <= np.asarray(chance) + tolerance)
+    return flagged if on_gold is None else flagged | on_gold
 
 
 # ------------------------------------------------------------------------------------- incremental path

@@ -679,6 +679,9 @@ def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
         "expert_labels": experts.counts,
         # Volunteers the refit could not tell apart share one accuracy (aggregation._prefers_common_accuracy).
         "common_accuracy": bool(result.common_accuracy),
+        # Volunteers whose gold answers put them at chance (aggregation._chance_on_gold): flagged, and given
+        # no weight when the others share one accuracy.
+        "at_chance_on_gold": int(result.worker_chance_on_gold.sum()),
         # The typical volunteer whose answers the retirement rule expects (label_change_probability).
         "crowd_reliability": float(
             np.average(result.worker_reliability, weights=np.maximum(result.worker_n_answers, 1e-9))
@@ -1854,7 +1857,13 @@ def _methodology(
             [
                 "- At the last refit the volunteers could not be told apart (a model in which they all share "
                 "one accuracy predicted held-out answers as well as one with a reliability for each), so every "
-                "volunteer counted the same: the labels are the majority's."
+                "volunteer counted the same"
+                + (
+                    f", except {state['at_chance_on_gold']} whose gold answers were those of someone answering "
+                    "at random: their answers were given no weight."
+                    if state.get("at_chance_on_gold")
+                    else ": the labels are the majority's."
+                )
             ]
             if state.get("common_accuracy")
             else []

@@ -611,6 +611,63 @@ def test_volunteers_who_differ_keep_their_own_reliability() -> None:
     assert np.mean(auto_right) > np.mean(majority_right) + 0.005, (auto_right, majority_right)
 
 
+def _random_answerers_among_gold(seed: int, n_gold_answers: int):
+    """Forty volunteers right 70% and four answering at random, three answers a task on 200 tasks, and a
+    pool of 120 gold tasks of which each volunteer answers ``n_gold_answers`` (the training ramp's)."""
+    rng = np.random.default_rng([11, seed])
+    n_tasks, pool = 200, 120
+    accuracy = np.r_[np.full(40, 0.7), np.full(4, 0.5)]
+    truth = rng.integers(0, 2, n_tasks + pool)
+    task = np.concatenate(
+        [np.repeat(np.arange(n_tasks), 3)]
+        + [n_tasks + rng.choice(pool, n_gold_answers, replace=False) for _ in range(44)]
+    )
+    worker = np.concatenate(
+        [
+            np.concatenate([rng.choice(44, 3, replace=False) for _ in range(n_tasks)]),
+            np.repeat(np.arange(44), n_gold_answers),
+        ]
+    )
+    right = rng.random(len(task)) < accuracy[worker]
+    label = np.where(right, truth[task], 1 - truth[task])
+    gold = {int(t): int(truth[t]) for t in range(n_tasks, n_tasks + pool)}
+    return task, worker, label, gold, n_tasks + pool
+
+
+def test_volunteers_at_chance_on_gold_are_flagged_even_when_the_crowd_shares_one_accuracy() -> None:
+    """Three answers a task: the answers cannot tell four random answerers from forty volunteers right 70%,
+    so auto keeps one accuracy for all, and before the gold test their reliability rarely stood out (8 of
+    the 40 flagged over these seeds, 80 gold answers each). Their gold answers can: they are flagged (38 of
+    40), held at chance so that their votes carry no weight, and typical volunteers are not flagged for a
+    few unlucky gold answers (0 of 400)."""
+    random_flagged, typical_flagged, common = 0, 0, 0
+    for seed in range(10):
+        task, worker, label, gold, n_tasks = _random_answerers_among_gold(seed, 80)
+        result = aggregate(task, worker, label, n_tasks=n_tasks, n_workers=44, n_classes=2, gold=gold)
+        flags = flag_unreliable(result)
+        random_flagged += int(flags[40:].sum())
+        typical_flagged += int(flags[:40].sum())
+        if result.common_accuracy:
+            common += 1
+            at_chance = result.worker_chance_on_gold
+            assert np.allclose(result.worker_reliability[at_chance], 0.5, atol=0.01)
+            assert np.ptp(result.worker_reliability[~at_chance]) < 0.02
+    assert common >= 5
+    assert random_flagged >= 24, random_flagged  # of 40
+    assert typical_flagged <= 2, typical_flagged  # of 400
+
+
+def test_a_few_gold_answers_flag_nobody_typical() -> None:
+    """Eight gold answers each (the ramp's first twenty tasks): too few to single anyone out, and a typical
+    volunteer must not be flagged on them."""
+    flagged = 0
+    for seed in range(10):
+        task, worker, label, gold, n_tasks = _random_answerers_among_gold(seed, 8)
+        result = aggregate(task, worker, label, n_tasks=n_tasks, n_workers=44, n_classes=2, gold=gold)
+        flagged += int(result.worker_chance_on_gold[:40].sum())
+    assert flagged <= 2, flagged  # of 400
+
+
 def test_the_label_is_the_most_probable_class_of_its_distribution() -> None:
     """On web (five classes, volunteers of every quality) tempering and the leave-task-out evidence left 75
     labels behind a rival; a label is lifted to tie with its rival instead."""

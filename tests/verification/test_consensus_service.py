@@ -419,3 +419,51 @@ def test_a_refit_of_volunteers_it_cannot_tell_apart_counts_them_all_the_same() -
         campaign=campaign, scope="whole campaign", stats=stats, head_hash="0" * 64, head_seq=1
     )
     assert "the volunteers could not be told apart" in text
+
+
+def test_a_refit_flags_volunteers_whose_gold_answers_are_at_chance() -> None:
+    """Thirty volunteers right 70% and two answering at random, three answers a task, forty gold answers
+    each: the refit flags the two random answerers and nobody else (aggregation._chance_on_gold), their
+    reliability is at chance, and the campaign's state records how many; when the others share one
+    accuracy, the package's methodology says that their answers were given no weight."""
+    import numpy as np
+
+    from verification.services import _methodology
+
+    campaign = new_campaign(min_answers=3, max_answers=3)
+    volunteers = [new_volunteer() for _ in range(32)]
+    accuracy = [0.7] * 30 + [1 / 3] * 2
+    rng = np.random.default_rng(5)
+    choices = ["destroyed", "intact", "no_structures"]
+
+    def give(task: Task, index: int, truth: int) -> None:
+        right = rng.random() < accuracy[index]
+        answer(task, volunteers[index], choices[truth if right else (truth + int(rng.integers(1, 3))) % 3])
+
+    gold_truth = [int(t) for t in rng.integers(0, 3, 50)]
+    gold_tasks = [
+        TaskFactory(campaign=campaign, is_gold=True, gold_answer={"damage": choices[t]}) for t in gold_truth
+    ]
+    for index in range(32):
+        for g in rng.choice(50, 40, replace=False):
+            give(gold_tasks[g], index, gold_truth[g])
+    for _ in range(150):
+        task, truth = new_task(campaign), int(rng.integers(0, 3))
+        for index in rng.choice(32, 3, replace=False):
+            give(task, int(index), truth)
+    consensus_recompute_campaign(campaign=campaign)
+    campaign.refresh_from_db()
+    assert campaign.aggregation_state["at_chance_on_gold"] == 2, campaign.aggregation_state
+    rows = {r.volunteer_id: r for r in VolunteerReliability.objects.filter(campaign=campaign)}
+    assert [rows[v.pk].flagged for v in volunteers] == [False] * 30 + [True] * 2
+    assert max(rows[v.pk].reliability for v in volunteers[30:]) < 0.45
+    stats = {
+        "agreement": [], "confidence": [], "tasks": 200, "answers": 1730, "volunteers": 32, "decisions": 0,
+        "sources": 1, "media_files": 1, "method_counts": {}, "software": "test", "status_counts": {},
+        "label_counts": {}, "points": 0, "missing_media": 0,
+    }  # fmt: skip
+    campaign.aggregation_state = {**campaign.aggregation_state, "common_accuracy": True}
+    text = _methodology(
+        campaign=campaign, scope="whole campaign", stats=stats, head_hash="0" * 64, head_seq=1
+    )
+    assert "except 2 whose gold answers were those of someone answering at random" in text
