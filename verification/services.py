@@ -1870,7 +1870,7 @@ def _methodology(
         ),
         "- Confidence is the calibrated probability that the consensus label is right. Without enough expert "
         "answers, each answer is scored by its volunteer's reliability estimated without that task, and the "
-        "posterior is tempered by the temperatures that best predict each answer from the other answers of "
+        "posterior (class prior included) is tempered by the temperatures that best predict each answer from the other answers of "
         "its task, averaged over how plausible each is, or by the temperature refitted on half of the tasks "
         "when that one is lower. With at least 30 gold and audit answers, the "
         "temperature is fitted on them instead, and a logistic correction fitted on them is applied too, "
