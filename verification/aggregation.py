@@ -100,8 +100,9 @@ class AggregationResult:
     ``worker_reliability`` is the probability that the volunteer answers correctly (class-prior weighted
     diagonal of their confusion matrix); ``worker_chance`` is the accuracy they would reach by answering
     at random with their own answer frequencies, so reliability <= chance means no information.
-    ``temperature`` is the fitted tempering of the log-likelihood; ``incremental_temperature`` is the one
-    to pass to ``task_consensus`` together with ``worker_reliability`` and ``class_prior``.
+    ``temperature`` is the fitted tempering of the log-posterior (class prior included);
+    ``incremental_temperature`` is the one to pass to ``task_consensus`` together with
+    ``worker_reliability`` and ``class_prior``.
     ``platt`` is the (a, b) of the gold-fitted correction logit(c') = a * logit(c) + b applied to the
     tempered confidence of `auto` (identity (1, 0) without enough gold tasks).
     ``worker_confusion[w, k, l]`` is P(volunteer w answers l | true class k) (zero rows and columns for
@@ -374,7 +375,8 @@ def _leave_task_out_ll(
     handful of answers per volunteer this inflates everyone who sides with the consensus, most of all on
     a split task, whose winners are all credited for it.  This is the posterior-mean (Dirichlet
     predictive) probability of the answer given the volunteer's other answers; with hundreds of answers
-    per volunteer it is the in-sample matrix.  ``silenced`` volunteers stay at chance (``_accuracy_from_post``).
+    per volunteer it is the in-sample matrix.  ``silenced`` volunteers stay at chance
+    (``_accuracy_from_post``).
     """
     k = answers.n_classes
     counts = answers.confusion_counts(post)
@@ -1124,10 +1126,9 @@ def aggregate(
             if _common_accuracy_close(answers, left_out_grid, common_fit) and _prefers_common_accuracy(
                 answers, fit, clamp_tasks, clamp_labels, common_fit
             ):
-                # Volunteers indistinguishable: every one gets the crowd's accuracy; the confidence is then
-                # calibrated as for any `auto` fit.
-                # Volunteers whose gold answers are at chance are held there: the crowd's accuracy would
-                # otherwise give their votes as much weight as anyone's.
+                # Volunteers indistinguishable: every one gets the crowd's accuracy, except those whose gold
+                # answers are at chance, who are held there (the crowd's accuracy would give their votes as
+                # much weight as anyone's); the confidence is then calibrated as for any `auto` fit.
                 at_chance = gold_chance if gold_chance.any() else None
                 fit = _fit_em(
                     answers,
@@ -1213,7 +1214,7 @@ def aggregate(
     platt = (1.0, 0.0)
     gold_with_votes = gold_tasks[has_votes[gold_tasks]]
     if calibrate and method == "auto" and k_vote > 1 and len(gold_with_votes) >= _MIN_GOLD_FOR_CALIBRATION:
-        # Platt correction on gold: the temperature scales the evidence, (a, b) then corrects the
+        # Platt correction on gold: the temperature scales the log-posterior, (a, b) then corrects the
         # confidence itself (a shift the temperature cannot make), fitted on whether each gold task's
         # label would have been right.
         z = tau * (fit.log_prior + task_ll)
