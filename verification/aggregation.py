@@ -304,6 +304,13 @@ def _class_prior(post: np.ndarray, answers: _Answers) -> np.ndarray:
     return np.log(mass / mass.sum())
 
 
+def _crowd_accuracy(correct: np.ndarray, n: np.ndarray, silenced: np.ndarray | None) -> float:
+    """The crowd's share of right answers (volunteers' soft right counts over their answer counts), the
+    ``silenced`` ones left out."""
+    counted = slice(None) if silenced is None else ~silenced
+    return float(correct[counted].sum() / max(n[counted].sum(), 1.0))
+
+
 def _accuracy_from_post(
     answers: _Answers, post: np.ndarray, pseudo: float, silenced: np.ndarray | None = None
 ) -> np.ndarray:
@@ -312,8 +319,7 @@ def _accuracy_from_post(
     of the crowd's accuracy."""
     correct = np.bincount(answers.worker, weights=answers.answered(post), minlength=answers.n_workers)
     n = answers.worker_n
-    counted = slice(None) if silenced is None else ~silenced
-    crowd = correct[counted].sum() / max(n[counted].sum(), 1.0)
+    crowd = _crowd_accuracy(correct, n, silenced)
     if math.isinf(pseudo):
         accuracy = np.full(answers.n_workers, crowd)
     else:
@@ -386,8 +392,7 @@ def _leave_task_out_ll(
     right = answers.answered(post)
     correct = np.bincount(answers.worker, weights=right, minlength=answers.n_workers)
     n = answers.worker_n
-    counted = slice(None) if silenced is None else ~silenced
-    crowd = correct[counted].sum() / max(n[counted].sum(), 1.0)
+    crowd = _crowd_accuracy(correct, n, silenced)
     if math.isinf(pseudo):
         accuracy = np.full(len(answers), crowd)
     else:
@@ -722,6 +727,13 @@ def _common_answer_ll(answers: _Answers, accuracy: float | np.ndarray) -> np.nda
     return table
 
 
+def _expert_by_task(answers: _Answers, gold_tasks: np.ndarray, gold_labels: np.ndarray) -> np.ndarray:
+    """Each task's expert label, -1 where it has none."""
+    expert = np.full(answers.n_tasks, -1)
+    expert[gold_tasks] = gold_labels
+    return expert
+
+
 def _chance_on_gold(answers: _Answers, gold_tasks: np.ndarray, gold_labels: np.ndarray) -> np.ndarray:
     """Volunteers whose gold answers say they answer at chance (boolean array over volunteers).
 
@@ -736,9 +748,7 @@ def _chance_on_gold(answers: _Answers, gold_tasks: np.ndarray, gold_labels: np.n
     if len(gold_tasks) == 0 or len(answers) == 0:
         return flagged
     k = answers.n_classes
-    expert = np.full(answers.n_tasks, -1)
-    expert[gold_tasks] = gold_labels
-    truth = expert[answers.task]
+    truth = _expert_by_task(answers, gold_tasks, gold_labels)[answers.task]
     on_gold = truth >= 0
     if not on_gold.any():
         return flagged
@@ -885,8 +895,7 @@ def _prefers_common_accuracy(
     sampled = not isinstance(rows, slice)
     common_prior = _fit_common_accuracy(answers, gold_tasks, gold_labels)[1] if sampled else common[1]
     margin = np.zeros(answers.n_tasks)  # common minus `auto`, each task's held-out answers
-    expert = np.full(answers.n_tasks, -1)
-    expert[gold_tasks] = gold_labels
+    expert = _expert_by_task(answers, gold_tasks, gold_labels)
     on_gold = expert[answers.task] >= 0
     gold_cells = (np.flatnonzero(on_gold), expert[answers.task[on_gold]])
     scored = (answers.task_n > 1) | ((expert >= 0) & answers.has_votes)

@@ -530,6 +530,24 @@ def _expert_labels_line(counts: dict[str, int] | None) -> str:
     )
 
 
+def _common_accuracy_lines(state: dict[str, Any]) -> list[str]:
+    """Methodology: whether the last refit counted every volunteer the same, and who it gave no weight."""
+    if not state.get("common_accuracy"):
+        return []
+    silenced = state.get("at_chance_on_gold")
+    return [
+        "- At the last refit the volunteers could not be told apart (a model in which they all share one "
+        "accuracy predicted held-out answers as well as one with a reliability for each), so every volunteer "
+        "counted the same"
+        + (
+            f", except {silenced} whose gold answers were those of someone answering at random: their answers "
+            "were given no weight."
+            if silenced
+            else ": the labels are the majority's."
+        )
+    ]
+
+
 def _retirement(
     *, campaign: Campaign, posterior: Sequence[float], confidence: float, labels: Sequence[str]
 ) -> tuple[str, str]:
@@ -1853,25 +1871,11 @@ def _methodology(
         f"- Last full refit: {state.get('refit_at', 'none')}; temperature {state.get('temperature', 1.0)}; "
         f"class prior {state.get('class_prior')}.",
         _expert_labels_line(state.get("expert_labels")),
-        *(
-            [
-                "- At the last refit the volunteers could not be told apart (a model in which they all share "
-                "one accuracy predicted held-out answers as well as one with a reliability for each), so every "
-                "volunteer counted the same"
-                + (
-                    f", except {state['at_chance_on_gold']} whose gold answers were those of someone answering "
-                    "at random: their answers were given no weight."
-                    if state.get("at_chance_on_gold")
-                    else ": the labels are the majority's."
-                )
-            ]
-            if state.get("common_accuracy")
-            else []
-        ),
+        *_common_accuracy_lines(state),
         "- Confidence is the calibrated probability that the consensus label is right. Without enough expert "
         "answers, each answer is scored by its volunteer's reliability estimated without that task, and the "
-        "posterior (class prior included) is tempered by the temperatures that best predict each answer from the other answers of "
-        "its task, averaged over how plausible each is, or by the temperature refitted on half of the tasks "
+        "posterior (class prior included) is tempered by the temperatures that best predict each answer from "
+        "the other answers of its task, averaged over how plausible each is, or by the temperature refitted on half of the tasks "
         "when that one is lower. With at least 30 gold and audit answers, the "
         "temperature is fitted on them instead, and a logistic correction fitted on them is applied too, "
         "averaged over its own uncertainty so that a few dozen expert answers cannot overrule the crowd's "
