@@ -94,7 +94,11 @@ class CampaignMembership(models.Model):
         REVIEWER = "reviewer", "Reviewer"
         VIEWER = "viewer", "Viewer"
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="memberships")
+    # Foreign keys marked db_index=False here and below lead a unique constraint or a composite index of
+    # their model, which serves every lookup a single-column index would, without its cost on each write.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
 
@@ -150,7 +154,8 @@ class Task(models.Model):
         NEEDS_REVIEW = "needs_review", "Needs review"
         ADJUDICATED = "adjudicated", "Adjudicated"
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="tasks")
+    # Led by task_key_unique and task_serving (see CampaignMembership.campaign).
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="tasks", db_index=False)
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="tasks")
     after_source = models.ForeignKey(
         Source, null=True, blank=True, on_delete=models.PROTECT, related_name="after_tasks"
@@ -238,8 +243,11 @@ class Assignment(models.Model):
         ANSWERED = "answered", "Answered"
         SKIPPED = "skipped", "Skipped"
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments")
-    volunteer = models.ForeignKey(Volunteer, on_delete=models.CASCADE, related_name="assignments")
+    # Led by assignment_unique and assignment_by_volunteer (see CampaignMembership.campaign).
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments", db_index=False)
+    volunteer = models.ForeignKey(
+        Volunteer, on_delete=models.CASCADE, related_name="assignments", db_index=False
+    )
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
     state = models.CharField(max_length=16, choices=State.choices, default=State.LEASED)
     leased_at = models.DateTimeField()
@@ -295,7 +303,8 @@ class Job(models.Model):
 class KeyframeHash(models.Model):
     """Perceptual hashes of one keyframe, for near-duplicate search across every video in the platform."""
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="keyframe_hashes")
+    # Led by keyframe_hash_unique (see CampaignMembership.campaign).
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="keyframe_hashes", db_index=False)
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="keyframe_hashes")
     time_seconds = models.FloatField()
     dhash = models.BigIntegerField(help_text="64-bit dHash, stored as a signed integer")

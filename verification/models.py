@@ -31,9 +31,12 @@ class AppendOnlyModel(models.Model):
 
 
 class Answer(AppendOnlyModel):
-    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="answers")
-    volunteer = models.ForeignKey(Volunteer, on_delete=models.PROTECT, related_name="answers")
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="answers")
+    # Foreign keys marked db_index=False here and below lead a unique constraint or a composite index of
+    # their model (here: the two unique constraints and answer_campaign_time), which serves every lookup a
+    # single-column index would, without its cost on each write.
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="answers", db_index=False)
+    volunteer = models.ForeignKey(Volunteer, on_delete=models.PROTECT, related_name="answers", db_index=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="answers", db_index=False)
     answer = models.JSONField()
     label = models.CharField(max_length=200, help_text="The primary question's value, for aggregation")
     client_id = models.UUIDField()
@@ -86,7 +89,9 @@ class Consensus(models.Model):
 
 
 class VolunteerReliability(models.Model):
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="reliabilities")
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="reliabilities", db_index=False
+    )
     volunteer = models.ForeignKey(Volunteer, on_delete=models.CASCADE, related_name="reliabilities")
     reliability = models.FloatField(default=0.7)
     # n_answers is the count the last refit's model used; answers_given counts every answer the volunteer
@@ -134,7 +139,7 @@ class AuditItem(models.Model):
     answered by a reviewer who is not shown the crowd's label, so the crowd's accuracy can be measured."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="audit_items")
-    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="+")
+    task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="+", db_index=False)
     crowd_label = models.CharField(max_length=200, help_text="The consensus label when the task was drawn")
     crowd_confidence = models.FloatField()
     drawn_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -187,7 +192,9 @@ class EvidenceSet(models.Model):
 
 
 class EvidenceItem(models.Model):
-    evidence_set = models.ForeignKey(EvidenceSet, on_delete=models.CASCADE, related_name="items")
+    evidence_set = models.ForeignKey(
+        EvidenceSet, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
     task = models.ForeignKey(Task, on_delete=models.PROTECT, related_name="+")
     manual = models.BooleanField(default=False)
     added_at = models.DateTimeField(auto_now_add=True)
@@ -255,7 +262,9 @@ class LedgerPending(models.Model):
 
 
 class LedgerEntry(AppendOnlyModel):
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="ledger_entries")
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
+    )
     seq = models.BigIntegerField()
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64)
