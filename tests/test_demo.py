@@ -37,6 +37,9 @@ def test_demo_sets_up_both_campaigns_through_the_job_queue_and_can_be_rerun(tmp_
     first = _run_demo(tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     summary = json.loads(first.stdout.strip().splitlines()[-1])
+    # What a newcomer to the project reads: how to sign in, not a log line per simulated answer.
+    assert "answer recorded" not in first.stderr
+    assert "researcher password corroborate-researcher" in " ".join(first.stderr.split())
     assert summary["campaigns"] == ["demo-imagery", "demo-video"]
     assert summary["tasks"]["demo-imagery"] >= 30
     assert summary["tasks"]["demo-video"] >= 3
