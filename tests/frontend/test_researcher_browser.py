@@ -175,6 +175,30 @@ def test_researcher_runs_an_investigation_from_the_browser(
     assert evidence_set.frozen_at is not None and evidence_set.items.count() == 3
     ledger = list(LedgerEntry.objects.filter(campaign=campaign).values_list("record__type", flat=True))
     assert ledger[-3:] == ["evidence_set_created", "evidence_set_added", "evidence_set_frozen"]
+
+    # On a phone (a reviewer in the field) no page of the workspace scrolls sideways: a table wider than
+    # the screen scrolls in its own box, which the keyboard can reach.
+    page.set_viewport_size({"width": 360, "height": 740})
+    for path in (
+        "",
+        "darfur-test/",
+        "darfur-test/dashboard/",
+        "darfur-test/map/",
+        "darfur-test/review/",
+        f"darfur-test/tasks/{disputed.pk}/",
+        "darfur-test/audit/",
+        "darfur-test/evidence/",
+        f"darfur-test/evidence/{evidence_set.pk}/",
+        "darfur-test/exports/",
+        "darfur-test/sources/",
+        "darfur-test/gold/",
+        "darfur-test/settings/",
+        "darfur-test/members/",
+    ):
+        page.goto(f"{url}/researcher/{path}")
+        page.wait_for_load_state("load")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360, path
+    assert page.locator(".table-scroll[tabindex='0'] > table").count() >= 1
     assert csp_errors == []
     page.close()
 
