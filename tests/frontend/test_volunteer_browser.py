@@ -62,6 +62,11 @@ def test_new_volunteer_tutorial_keyboard_imagery_mouse_video_and_gold_feedback(
             )
             page.keyboard.press("0")
             shot(page, "classify-imagery")
+        if n == 2:
+            # A mode chosen with the mouse leaves the focus on its button: the answer's key still moves the
+            # focus to the answer, so Enter submits it instead of pressing the button again.
+            page.locator("button[data-mode='swipe']").click()
+            page.locator("button[data-mode='side']").click()
         page.keyboard.press("3" if n % 2 == 0 else "u")
         page.keyboard.press("Enter")
         page.wait_for_selector(f"#classify[data-answered='{n + 1}']", state="attached")

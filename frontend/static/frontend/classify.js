@@ -560,6 +560,9 @@
       const input = label.querySelector("input");
       input.checked = input.type === "checkbox" ? !input.checked : true;
       input.dispatchEvent(new Event("change"));
+      // The focus follows the answer, as it does with the arrow keys in a radio group: left on a button the
+      // mouse pressed (a view mode, zoom), it would make Enter press that button again instead of submitting.
+      input.focus({ preventScroll: true });
       event.preventDefault();
     } else if (event.key === "Enter" && (tag === "INPUT" || tag === "BODY" || tag === "DIV" || tag === "FORM")) {
       event.preventDefault();
