@@ -51,7 +51,13 @@ def test_volunteer_pages_pass_axe_in_english_and_french_on_desktop_and_phone(
     ):
         context = browser.new_context(locale=locale, viewport=viewport)
         page = context.new_page()
-        for path in ("/", "/campaigns/demo-imagery/", "/accounts/login/", "/accounts/register/"):
+        for path in (
+            "/",
+            "/campaigns/demo-imagery/",
+            "/accounts/login/",
+            "/accounts/register/",
+            "/no-such-page/",
+        ):
             page.goto(live_server.url + path)
             found += violations(page, f"{locale} {path}")
         assert page.locator("html").get_attribute("lang") == locale[:2]
