@@ -23,6 +23,8 @@ api_v1 = [
     path("tasks/<int:task_id>/lease", task_api.TaskLeaseView.as_view(), name="api-task-lease"),
 ]
 
+handler404 = "config.api.page_not_found"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),

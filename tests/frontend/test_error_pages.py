@@ -25,6 +25,17 @@ def test_a_missing_page_says_so_in_the_site_layout_with_a_way_back(client: Clien
 
 
 @pytest.mark.django_db
+def test_an_unknown_api_address_answers_in_the_apis_json_and_a_missing_slash_still_redirects(
+    client: Client,
+) -> None:
+    response = client.post("/api/v1/tasks/12/answer", {}, content_type="application/json")
+    assert response.status_code == 404 and response.json() == {"detail": "Not found."}
+    assert client.get("/api/v1/no-such-thing").json() == {"detail": "Not found."}
+    redirect = client.get("/api/v1/campaigns")
+    assert redirect.status_code == 301 and redirect["Location"] == "/api/v1/campaigns/"
+
+
+@pytest.mark.django_db
 def test_a_page_the_account_may_not_open_says_why(client: Client) -> None:
     campaign = CampaignFactory(title="Darfur 2023")
     user = get_user_model().objects.create_user(username="someone", password="pw-someone-0123")
