@@ -38,8 +38,8 @@ def client_is_json(request: HttpRequest) -> bool:
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """The site's 404 (handler404): JSON in the API's error format for a path under /api/, where the
-    callers are programs, and the HTML page (templates/404.html) everywhere else."""
+    """The site's 404 (handler404): for a path under /api/, where the callers are programs, the body DRF
+    gives its own 404s; the HTML page (templates/404.html) everywhere else."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        return JsonResponse({"detail": exceptions.NotFound.default_detail}, status=status.HTTP_404_NOT_FOUND)
     return defaults.page_not_found(request, exception)
