@@ -64,6 +64,9 @@ MAX_PIXELS = 2_000_000_000
 #: Refuse rasters wider or taller than this.
 MAX_SIDE_PX = 200_000
 MIN_TILE_SIZE_PX = 64
+#: A before/after pair must share at least this many pixels each way (unless it is most of the smaller image):
+#: a thinner strip only makes slivers.
+MIN_PAIR_OVERLAP_PX = 32
 MAX_TILE_SIZE_PX = 2048
 #: GDAL block cache used while rendering: enough to keep one row of tiles' blocks, bounded whatever the scene.
 GDAL_CACHE_BYTES = 192 * 1024 * 1024
@@ -264,13 +267,33 @@ def _open_checked(
     try:
         dataset = rasterio.open(path)
     except RasterioError as exc:
-        raise ImageryError(f"{name} is not a readable raster image: {exc}") from exc
+        raise ImageryError(f"{name} is not a readable raster image: {gdal_reason(exc, path)}") from exc
     try:
         _check_dataset(dataset, name, max_pixels=max_pixels, max_side_px=max_side_px)
     except BaseException:
         dataset.close()
         raise
     return dataset
+
+
+def gdal_reason(exc: BaseException, path: str | Path) -> str:
+    """GDAL's own reason for a failure, without the file's path: the innermost message of the chain.
+
+    rasterio wraps it as "Read failed. See previous exception for details." and GDAL prefixes the path,
+    which on a server is a scratch path the researcher never chose.
+    """
+    path = Path(path)
+    reasons: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(reasons) < 8:
+        text = str(current)
+        if text and "See previous exception" not in text:
+            reasons.append(text)
+        current = current.__cause__ or current.__context__
+    reason = reasons[-1] if reasons else type(exc).__name__
+    for token in (f"'{path}'", f'"{path}"', str(path), f"{path.name}:", f"{path.name},", path.name):
+        reason = reason.replace(token, "")
+    return " ".join(reason.split()).strip(" :,.") or type(exc).__name__
 
 
 def _check_dataset(dataset: DatasetReader, name: str, *, max_pixels: int, max_side_px: int) -> None:
@@ -304,7 +327,9 @@ def _check_dataset(dataset: DatasetReader, name: str, *, max_pixels: int, max_si
         for window in (Window(0, 0, min(block_width, width), min(block_height, height)), last):
             dataset.read(window=window)
     except RasterioError as exc:
-        raise ImageryError(f"{name} is damaged: its pixels cannot be read ({exc})") from exc
+        raise ImageryError(
+            f"{name} is damaged: its pixels cannot be read ({gdal_reason(exc, dataset.name)})"
+        ) from exc
 
 
 # --------------------------------------------------------------------------------------------- describe
@@ -584,6 +609,14 @@ def _pair_grid(
             grid_crs, _EQUAL_AREA_CRS, shapely.segmentize(intersection, _segment_len(intersection))
         )
     ).area
+    smaller = min(footprint_before.area, footprint_after.area)
+    if min(width, height) < MIN_PAIR_OVERLAP_PX and intersection.area < 0.5 * smaller:
+        # Two tiny images may share all they have; two ordinary ones sharing a strip are the wrong pair.
+        raise ImageryError(
+            f"the two images overlap on only {width}x{height} px ({area / 1e6:,.1f} km²); "
+            f"a before/after pair needs at least {MIN_PAIR_OVERLAP_PX} px in common each way: "
+            "check that they show the same place"
+        )
     return grid_crs, transform, width, height, float(area), intersection
 
 
@@ -796,7 +829,9 @@ class _Layer:
                 valid[y0:y1, x0:x1] = part_valid
             return data, valid
         except RasterioError as exc:
-            raise ImageryError(f"{self.name} is damaged: its pixels cannot be read ({exc})") from exc
+            raise ImageryError(
+                f"{self.name} is damaged: its pixels cannot be read ({gdal_reason(exc, self.dataset.name)})"
+            ) from exc
 
     def _read_from(
         self, reader: DatasetReader | WarpedVRT, window: Window, out_shape: tuple[int, int] | None

@@ -25,7 +25,7 @@ from config import fastsql
 from tasks import selectors
 from tasks.models import Assignment, Campaign, CampaignMembership, Job, Source, Task, Volunteer
 from tasks.questions import IMAGERY_QUESTION_SET, VIDEO_QUESTION_SET, validate_question_set
-from tasks.storage import HashingReader, delete_quietly, put_bytes, put_file, scratch_dir
+from tasks.storage import HashingReader, delete_quietly, put_bytes, put_file, scratch_dir, scratch_named
 from verification.services import ledger_append
 
 logger = logging.getLogger("corroborate.tasks")
@@ -1087,16 +1087,16 @@ def _uploaded_path(upload: Any) -> Any:
 
     @contextlib.contextmanager
     def manager() -> Any:
-        temporary = getattr(upload, "temporary_file_path", None)
-        if temporary is not None:
-            yield Path(temporary())
-            return
-        suffix = Path(upload.name or "").suffix
-        with tempfile.NamedTemporaryFile(suffix=suffix, dir=scratch_dir()) as tmp:
-            for chunk in upload.chunks():
-                tmp.write(chunk)
-            tmp.flush()
-            yield Path(tmp.name)
+        # Under the file's own name, which the checks' messages quote (not Django's tmpab12cd.upload.tif).
+        with scratch_named(upload.name or "upload") as path:
+            temporary = getattr(upload, "temporary_file_path", None)
+            if temporary is not None:
+                path.symlink_to(Path(temporary()).resolve())
+            else:
+                with open(path, "wb") as copy:
+                    for chunk in upload.chunks():
+                        copy.write(chunk)
+            yield path
 
     return manager()
 

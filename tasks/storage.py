@@ -82,12 +82,22 @@ def local_path(name: str) -> Iterator[Path]:
         return
     except NotImplementedError:
         pass
-    suffix = Path(name).suffix
-    with tempfile.NamedTemporaryFile(suffix=suffix, dir=scratch_dir()) as tmp:
-        with default_storage.open(name, "rb") as stream:
-            shutil.copyfileobj(stream, tmp, CHUNK_BYTES)
-        tmp.flush()
-        yield Path(tmp.name)
+    with scratch_named(name) as path:
+        with default_storage.open(name, "rb") as stream, open(path, "wb") as copy:
+            shutil.copyfileobj(stream, copy, CHUNK_BYTES)
+        yield path
+
+
+@contextlib.contextmanager
+def scratch_named(name: str) -> Iterator[Path]:
+    """A path in a fresh scratch folder ending in `name`'s own file name, removed with the folder afterwards.
+
+    Readers name the file in their error messages, so a copy must carry the name the researcher gave it,
+    not a random temporary one.
+    """
+    base = Path(name).name
+    with tempfile.TemporaryDirectory(dir=scratch_dir()) as folder:
+        yield Path(folder) / (base if base not in ("", ".", "..") else "upload")
 
 
 def scratch_dir() -> Path:

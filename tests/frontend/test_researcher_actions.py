@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from django.test import Client
 
 from tasks import jobs, services
@@ -64,19 +64,27 @@ def test_a_corrupt_geotiff_is_refused_with_one_line_and_nothing_stored(
     assert response.status_code == 400
     error = response.json()["error"]
     assert error and "\n" not in error and "Traceback" not in error
+    assert error.startswith("corrupt.tif is damaged: its pixels cannot be read (TIFF")
     assert stored_files(_isolated_media) == []
     assert not Job.objects.exists() and not Source.objects.exists()
 
 
 def test_upload_queue_validates_before_storing(campaign, owner, geotiff, _isolated_media):
-    with pytest.raises(services.IngestError):
+    # An upload large enough for Django to spool to disk: the message names the researcher's file,
+    # not the spool file (tmpab12cd.upload.tif).
+    spooled = TemporaryUploadedFile("corrupt.tif", "image/tiff", 0, None)
+    spooled.write((geotiff / "corrupt.tif").read_bytes())
+    spooled.seek(0)
+    with pytest.raises(services.IngestError, match=r"^corrupt.tif is damaged: its pixels cannot be read"):
         services.upload_queue(
             campaign=campaign,
             kind="ingest_imagery",
-            files={"before": upload(geotiff / "corrupt.tif")},
+            files={"before": spooled},
             params={},
             created_by=owner,
         )
+    assert Path(spooled.temporary_file_path()).is_file()  # Django's spool file is Django's to remove
+    spooled.close()
     assert stored_files(_isolated_media) == []
 
 

@@ -98,6 +98,9 @@ def test_corrupt_file_is_refused_with_one_line() -> None:
     with pytest.raises(ImageryError, match=r"corrupt.tif is damaged") as error:
         describe_raster(geotiff("corrupt.tif"))
     assert_one_line(error)
+    # GDAL's own reason, not rasterio's "See previous exception for details."
+    assert "previous exception" not in str(error.value)
+    assert "TIFF" in str(error.value)
 
 
 def test_rotated_raster_without_crs_is_refused() -> None:
@@ -118,6 +121,8 @@ def test_text_file_named_tif_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ImageryError, match=r"notes.tif is not a readable raster") as error:
         describe_raster(path)
     assert_one_line(error)
+    assert str(tmp_path) not in str(error.value)  # the server's folders are not the researcher's business
+    assert "not recognized as being in a supported file format" in str(error.value)
 
 
 def test_zero_byte_file_is_refused(tmp_path: Path) -> None:
@@ -356,15 +361,31 @@ def test_pair_tiles_show_the_same_ground_in_both_dates() -> None:
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
 
 
-def test_partly_overlapping_pair_grid_covers_only_the_intersection() -> None:
-    before, after = geotiff("rgb1.tif"), geotiff("rgb2.tif")
-    plan = plan_grid(before, after)
-    # rgb1 and rgb2 share exactly one 300 m pixel column of the same UTM grid.
-    assert (plan.width, plan.height) == (1, 400)
-    assert len(plan.tiles) == expected_tiles(400) * expected_tiles(1) == 2
-    assert plan.overlap_area_m2 == pytest.approx(300.038 * 400 * 300.042, rel=0.01)
-    west = min(describe_raster(after)["bounds_4326"][0], describe_raster(before)["bounds_4326"][2])
-    assert all(t.bbox_4326[0] >= west - 0.01 for t in plan.tiles)
+def test_pair_sharing_a_sliver_is_refused() -> None:
+    # rgb1 and rgb2 share exactly one 300 m pixel column of the same UTM grid: tiles 1 px wide are no task.
+    with pytest.raises(ImageryError, match=r"overlap on only 1x400 px \(36.0 km²\)") as error:
+        plan_grid(geotiff("rgb1.tif"), geotiff("rgb2.tif"))
+    assert_one_line(error)
+    assert "check that they show the same place" in str(error.value)
+
+
+def test_partly_overlapping_pair_grid_covers_only_the_intersection(tmp_path: Path) -> None:
+    # Two crops of one Landsat scene that share its columns 300-499 (200 px, 60 km) over all 718 rows.
+    crops = {}
+    with rasterio.open(geotiff("RGB.byte.tif")) as scene:
+        for name, window in {"west": Window(0, 0, 500, 718), "east": Window(300, 0, 491, 718)}.items():
+            profile = {**scene.profile, "width": window.width, "height": window.height}
+            profile["transform"] = scene.window_transform(window)
+            crops[name] = tmp_path / f"{name}.tif"
+            with rasterio.open(crops[name], "w", **profile) as out:
+                out.write(scene.read(window=window))
+    plan = plan_grid(crops["west"], crops["east"])
+    assert (plan.width, plan.height) == (200, 718)
+    assert len(plan.tiles) == expected_tiles(200) * expected_tiles(718)
+    assert plan.overlap_area_m2 == pytest.approx(200 * 300.038 * 718 * 300.042, rel=0.01)
+    west = describe_raster(crops["east"])["bounds_4326"][0]
+    east = describe_raster(crops["west"])["bounds_4326"][2]
+    assert all(t.bbox_4326[0] >= west - 0.01 and t.bbox_4326[2] <= east + 0.01 for t in plan.tiles)
 
 
 def test_non_overlapping_pair_is_refused() -> None:
