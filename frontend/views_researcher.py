@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -121,7 +122,11 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
         except services.IngestError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Campaign {campaign.title} created. Now add its imagery or video.")
+            messages.success(
+                request,
+                gettext("Campaign %(title)s created. Now add its imagery or video.")
+                % {"title": campaign.title},
+            )
             return redirect("researcher-sources", slug=campaign.slug)
     return render(
         request,
@@ -164,7 +169,7 @@ def campaign_settings(request: HttpRequest, slug: str) -> HttpResponse:
         except services.IngestError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, "Settings saved.")
+            messages.success(request, gettext("Settings saved."))
             return redirect("researcher-settings", slug=campaign.slug)
     return _page(
         request,
@@ -191,7 +196,14 @@ def campaign_members(request: HttpRequest, slug: str) -> HttpResponse:
         except services.IngestError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"{user.get_username()}: {new_role}.")
+            if new_role == forms.MemberForm.REMOVE:
+                text = gettext("%(user)s was removed from the campaign.")
+            else:
+                text = gettext("%(user)s is now %(role)s.")
+            role_label = (
+                CampaignMembership.Role(new_role).label if new_role != forms.MemberForm.REMOVE else ""
+            )
+            messages.success(request, text % {"user": user.get_username(), "role": str(role_label).lower()})
             return redirect("researcher-members", slug=campaign.slug)
     return _page(
         request,
@@ -206,14 +218,68 @@ def campaign_members(request: HttpRequest, slug: str) -> HttpResponse:
 # ---------------------------------------------------------------- sources and jobs
 
 
+_SKIP_REASONS = {
+    "empty": gettext_lazy("no data"),
+    "outside_aoi": gettext_lazy("outside the area of interest"),
+}
+
+
+def job_summary(job: Job) -> str:
+    """What a finished ingest did, in the researcher's language; the job's own message otherwise."""
+    result = job.result or {}
+    if job.status != Job.Status.DONE or "tasks_total" not in result:
+        return job.message if job.message not in ("", "done", "started") else ""
+    created, total = int(result.get("tasks_created", 0)), int(result["tasks_total"])
+    if created:
+        parts = [ngettext("%(n)d task created", "%(n)d tasks created", created) % {"n": created}]
+    elif total:
+        parts = [gettext("already ingested: its %(n)d tasks were kept, none added") % {"n": total}]
+    else:
+        parts = [gettext("no task created")]
+    if job.kind == "ingest_video" and "duration_seconds" in result:
+        cuts = len(result.get("cuts_seconds") or [])
+        parts.append(
+            ngettext(
+                "%(seconds).1f s of video, %(n)d shot cut", "%(seconds).1f s of video, %(n)d shot cuts", cuts
+            )
+            % {"seconds": float(result["duration_seconds"]), "n": cuts}
+        )
+        if duplicates := len(result.get("near_duplicates") or []):
+            parts.append(
+                ngettext(
+                    "%(n)d near-duplicate of footage already here",
+                    "%(n)d near-duplicates of footage already here",
+                    duplicates,
+                )
+                % {"n": duplicates}
+            )
+    for reason, n in (result.get("skipped_reasons") or {}).items():
+        why = _SKIP_REASONS.get(reason, reason)
+        parts.append(
+            ngettext("%(n)d tile skipped (%(why)s)", "%(n)d tiles skipped (%(why)s)", n)
+            % {"n": n, "why": why}
+        )
+    if cloudy := int(result.get("tiles_cloudy") or 0):
+        parts.append(
+            ngettext("%(n)d tile flagged cloudy", "%(n)d tiles flagged cloudy", cloudy) % {"n": cloudy}
+        )
+    return "; ".join(parts)
+
+
 def _job_payload(job: Job) -> dict[str, Any]:
     return {
         "id": job.pk,
         "kind": job.kind,
         "status": job.status,
+        "status_label": str(Job.Status(job.status).label),
         "progress": round(job.progress, 4),
         "message": job.message,
-        "name": job.params.get("before_name") or job.params.get("video_name") or "",
+        "summary": job_summary(job),
+        "name": " + ".join(
+            name for name in (job.params.get("before_name"), job.params.get("after_name")) if name
+        )
+        or job.params.get("video_name")
+        or "",
         "tasks_total": job.result.get("tasks_total"),
         "campaign_tasks": Task.objects.filter(campaign=job.campaign, is_gold=False).count()
         if job.campaign
@@ -259,7 +325,7 @@ def campaign_sources(request: HttpRequest, slug: str) -> HttpResponse:
             else:
                 if is_xhr:
                     return JsonResponse({"job": _job_payload(job)}, status=201)
-                messages.success(request, "Upload received; the tasks are being created.")
+                messages.success(request, gettext("Upload received; the tasks are being created."))
                 return redirect("researcher-sources", slug=campaign.slug)
         if is_xhr:
             errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
@@ -342,7 +408,12 @@ def volunteer_block(request: HttpRequest, slug: str) -> HttpResponse:
     )
     messages.success(
         request,
-        f"{volunteer.pseudonym} {'blocked' if blocked else 'unblocked'}; the consensus was recomputed.",
+        (
+            gettext("%(volunteer)s blocked; the consensus was recomputed.")
+            if blocked
+            else gettext("%(volunteer)s unblocked; the consensus was recomputed.")
+        )
+        % {"volunteer": volunteer.pseudonym},
     )
     return redirect("researcher-dashboard", slug=campaign.slug)
 
@@ -502,7 +573,11 @@ def audit_draw(request: HttpRequest, slug: str) -> HttpResponse:
         except AnswerError as exc:
             messages.error(request, exc.message)
         else:
-            messages.success(request, f"{len(items)} tasks drawn for the audit.")
+            messages.success(
+                request,
+                ngettext("%(n)d task drawn for the audit.", "%(n)d tasks drawn for the audit.", len(items))
+                % {"n": len(items)},
+            )
     else:
         messages.error(request, "; ".join(str(e) for errors in form.errors.values() for e in errors))
     return redirect("researcher-audit", slug=campaign.slug)
@@ -530,7 +605,7 @@ def audit_item(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
             else:
                 following = verification_selectors.audit_next(campaign)
                 if following is None:
-                    messages.success(request, "Audit sample answered.")
+                    messages.success(request, gettext("Audit sample answered."))
                     return redirect("researcher-audit", slug=campaign.slug)
                 return redirect("researcher-audit-item", slug=campaign.slug, task_id=following.task_id)
         status = 400
@@ -591,7 +666,11 @@ def task_decide(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
         except AnswerError as exc:
             form.add_error(None, exc.message)
         else:
-            messages.success(request, f"Task {task.pk} adjudicated as {form.cleaned_data['label']}.")
+            messages.success(
+                request,
+                gettext("Task %(task)s adjudicated as %(label)s.")
+                % {"task": task.pk, "label": form.cleaned_data["label"]},
+            )
             return redirect("researcher-task", slug=campaign.slug, task_id=task.pk)
     return _task_page(request, campaign, role, task, decision_form=form, status=400)
 
@@ -613,7 +692,7 @@ def task_gold(request: HttpRequest, slug: str, task_id: int) -> HttpResponse:
         except AnswerError as exc:
             form.add_error(None, exc.message)
         else:
-            messages.success(request, f"Task {task.pk} is now a gold task.")
+            messages.success(request, gettext("Task %(task)s is now a gold task.") % {"task": task.pk})
             return redirect("researcher-task", slug=campaign.slug, task_id=task.pk)
     return _task_page(request, campaign, role, task, gold_form=form, status=400)
 
@@ -636,7 +715,10 @@ def gold_import(request: HttpRequest, slug: str) -> HttpResponse:
             except services.IngestError as exc:
                 form.add_error(None, str(exc))
             else:
-                messages.success(request, f"{count} gold tasks imported.")
+                messages.success(
+                    request,
+                    ngettext("%(n)d gold task imported.", "%(n)d gold tasks imported.", count) % {"n": count},
+                )
                 return redirect("researcher-gold", slug=campaign.slug)
     gold = Task.objects.filter(campaign=campaign, is_gold=True).order_by("id")
     return _page(request, "researcher_gold.html", campaign, role, form=form, gold=gold, status=status)
@@ -689,19 +771,25 @@ def evidence_detail(request: HttpRequest, slug: str, set_id: int) -> HttpRespons
                     n = verification_services.evidence_set_add(
                         evidence_set=evidence_set, task_ids=ids, by=user
                     )
-                    messages.success(request, f"{n} tasks added.")
+                    messages.success(
+                        request, ngettext("%(n)d task added.", "%(n)d tasks added.", n) % {"n": n}
+                    )
                 elif action == "remove":
                     n = verification_services.evidence_set_remove(
                         evidence_set=evidence_set, task_ids=ids, by=user
                     )
-                    messages.success(request, f"{n} tasks removed.")
+                    messages.success(
+                        request, ngettext("%(n)d task removed.", "%(n)d tasks removed.", n) % {"n": n}
+                    )
                 elif action == "freeze":
                     verification_services.evidence_set_freeze(evidence_set=evidence_set, by=user)
-                    messages.success(request, "Frozen: this version will never change.")
+                    messages.success(request, gettext("Frozen: this version will never change."))
                 else:
                     derived = verification_services.evidence_set_derive(evidence_set=evidence_set, by=user)
                     messages.success(
-                        request, f"Version {derived.version} created from version {evidence_set.version}."
+                        request,
+                        gettext("Version %(new)s created from version %(old)s.")
+                        % {"new": derived.version, "old": evidence_set.version},
                     )
                     return redirect("researcher-evidence", slug=campaign.slug, set_id=derived.pk)
             except (verification_services.EvidenceSetError, verification_services.EvidenceSetFrozen) as exc:
@@ -754,7 +842,16 @@ def campaign_promote(request: HttpRequest, slug: str) -> HttpResponse:
             else:
                 messages.success(
                     request,
-                    f"{summary['matching']} tasks match; {summary['tasks_created']} new tasks in {target.title}.",
+                    ngettext(
+                        "%(matching)d task matches; %(created)d new tasks in %(target)s.",
+                        "%(matching)d tasks match; %(created)d new tasks in %(target)s.",
+                        summary["matching"],
+                    )
+                    % {
+                        "matching": summary["matching"],
+                        "created": summary["tasks_created"],
+                        "target": target.title,
+                    },
                 )
                 return redirect("researcher-promote", slug=campaign.slug)
     return _page(

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from tasks.questions import QuestionSetError, validate_question_set
 
@@ -27,14 +28,14 @@ def _new_salt() -> str:
 
 class Campaign(models.Model):
     class Kind(models.TextChoices):
-        IMAGERY = "imagery", "Imagery"
-        VIDEO = "video", "Video"
+        IMAGERY = "imagery", _("Imagery")
+        VIDEO = "video", _("Video")
 
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        LIVE = "live", "Live"
-        PAUSED = "paused", "Paused"
-        FINISHED = "finished", "Finished"
+        DRAFT = "draft", _("Draft")
+        LIVE = "live", _("Live")
+        PAUSED = "paused", _("Paused")
+        FINISHED = "finished", _("Finished")
 
     slug = models.SlugField(max_length=64, unique=True)
     title = models.CharField(max_length=200)
@@ -90,9 +91,9 @@ class Campaign(models.Model):
 
 class CampaignMembership(models.Model):
     class Role(models.TextChoices):
-        OWNER = "owner", "Owner"
-        REVIEWER = "reviewer", "Reviewer"
-        VIEWER = "viewer", "Viewer"
+        OWNER = "owner", _("Owner")
+        REVIEWER = "reviewer", _("Reviewer")
+        VIEWER = "viewer", _("Viewer")
 
     # Foreign keys marked db_index=False here and below lead a unique constraint or a composite index of
     # their model, which serves every lookup a single-column index would, without its cost on each write.
@@ -115,8 +116,8 @@ def source_upload_path(instance: Source, filename: str) -> str:
 
 class Source(models.Model):
     class Kind(models.TextChoices):
-        RASTER = "raster", "GeoTIFF"
-        VIDEO = "video", "Video"
+        RASTER = "raster", _("GeoTIFF")
+        VIDEO = "video", _("Video")
 
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="sources")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -145,14 +146,14 @@ class Source(models.Model):
 
 class Task(models.Model):
     class Kind(models.TextChoices):
-        TILE = "tile", "Imagery tile"
-        SEGMENT = "segment", "Video segment"
+        TILE = "tile", _("Imagery tile")
+        SEGMENT = "segment", _("Video segment")
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        RETIRED = "retired", "Retired"
-        NEEDS_REVIEW = "needs_review", "Needs review"
-        ADJUDICATED = "adjudicated", "Adjudicated"
+        OPEN = "open", _("Open")
+        RETIRED = "retired", _("Retired")
+        NEEDS_REVIEW = "needs_review", _("Needs review")
+        ADJUDICATED = "adjudicated", _("Adjudicated")
 
     # Led by task_key_unique and task_serving (see CampaignMembership.campaign).
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="tasks", db_index=False)
@@ -239,9 +240,9 @@ class Assignment(models.Model):
     """A volunteer's lease on a task, and what became of it (answered or skipped)."""
 
     class State(models.TextChoices):
-        LEASED = "leased", "Leased"
-        ANSWERED = "answered", "Answered"
-        SKIPPED = "skipped", "Skipped"
+        LEASED = "leased", _("Leased")
+        ANSWERED = "answered", _("Answered")
+        SKIPPED = "skipped", _("Skipped")
 
     # Led by assignment_unique and assignment_by_volunteer (see CampaignMembership.campaign).
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="assignments", db_index=False)
@@ -268,10 +269,10 @@ class Job(models.Model):
     """A background unit of work (ingest, aggregation, export) with progress that pages can poll."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
 
     campaign = models.ForeignKey(
         Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"

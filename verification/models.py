@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from tasks.models import Campaign, Task, Volunteer
 
@@ -208,9 +209,9 @@ class EvidenceItem(models.Model):
 
 class Export(models.Model):
     class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        COMPLETE = "complete", "Complete"
-        FAILED = "failed", "Failed"
+        RUNNING = "running", _("Running")
+        COMPLETE = "complete", _("Complete")
+        FAILED = "failed", _("Failed")
 
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="exports")
     evidence_set = models.ForeignKey(

@@ -106,11 +106,89 @@ def test_a_geotiff_upload_queues_a_job_whose_progress_can_be_polled(
     assert status["status"] == "queued" and status["progress"] == 0
     jobs.job_run(job.pk)
     status = client.get(f"/researcher/darfur/jobs/{job.pk}.json").json()
-    assert status["status"] == "done" and status["progress"] == 1
+    assert status["status"] == "done" and status["progress"] == 1 and status["status_label"] == "Done"
+    job.refresh_from_db()
+    created = job.result["tasks_created"]
+    assert created > 0 and status["summary"].startswith(f"{created} tasks created")
+    assert job.result["tiles_skipped"] == 0 and status["summary"] == f"{created} tasks created"
     assert status["campaign_tasks"] == Task.objects.filter(campaign=campaign).count() > 0
     assert not (_isolated_media / job.params["before"]).exists()  # the upload goes once ingested
     page = client.get("/researcher/darfur/sources/").content.decode()
     assert f'id="job-{job.pk}"' in page and 'data-job-status="done"' in page
+
+
+def test_a_finished_job_is_summed_up_in_the_researchers_language():
+    """The job's result (JSON written by the ingest) becomes one sentence on the sources page."""
+    from django.utils import translation
+
+    from frontend.views_researcher import job_summary
+
+    imagery = Job(
+        kind="ingest_imagery",
+        status=Job.Status.DONE,
+        result={
+            "tasks_created": 4,
+            "tasks_total": 4,
+            "skipped_reasons": {"empty": 2, "outside_aoi": 1},
+            "tiles_cloudy": 1,
+        },
+    )
+    again = Job(kind="ingest_imagery", status=Job.Status.DONE, result={"tasks_created": 0, "tasks_total": 9})
+    video = Job(
+        kind="ingest_video",
+        status=Job.Status.DONE,
+        result={
+            "tasks_created": 3,
+            "tasks_total": 3,
+            "duration_seconds": 36.04,
+            "cuts_seconds": [9.0],
+            "near_duplicates": [{"task": 1}, {"task": 2}],
+        },
+    )
+    running = Job(kind="ingest_video", status=Job.Status.RUNNING, message="12 of 40 tiles", result={})
+    assert job_summary(imagery) == (
+        "4 tasks created; 2 tiles skipped (no data); 1 tile skipped (outside the area of interest); "
+        "1 tile flagged cloudy"
+    )
+    assert job_summary(again) == "already ingested: its 9 tasks were kept, none added"
+    assert job_summary(video) == (
+        "3 tasks created; 36.0 s of video, 1 shot cut; 2 near-duplicates of footage already here"
+    )
+    assert job_summary(running) == "12 of 40 tiles"
+    with translation.override("fr"):
+        assert job_summary(imagery) == (
+            "4 tâches créées; 2 tuiles ignorées (sans données); 1 tuile ignorée (hors de la zone d'intérêt); "
+            "1 tuile signalée nuageuse"
+        )
+        assert job_summary(video).startswith("3 tâches créées; 36.0 s de vidéo, 1 changement de plan")
+
+
+def test_the_campaign_form_speaks_french_from_labels_to_errors(owner):
+    owner.user_permissions.add(Permission.objects.get(codename="add_campaign"))
+    client = Client()
+    client.force_login(owner)
+    client.cookies.load({"django_language": "fr"})
+    page = client.get("/researcher/new/").content.decode()
+    assert "Titre" in page and "Réponses minimum" in page and "Confiance de retrait" in page
+    assert 'id="researcher-strings"' in page and "Ajouter une question" in page  # researcher.js's words
+    fields = {
+        "slug": "toits",
+        "title": "Toits",
+        "kind": "imagery",
+        "status": "draft",
+        "question_set": "",
+        "min_answers": 5,
+        "max_answers": 2,
+        "retirement_confidence": 0.9,
+        "gold_share": 0.1,
+        "lease_seconds": 600,
+    }
+    bad = client.post("/researcher/new/", fields)
+    assert bad.status_code == 200 and "doit être au moins égal au minimum" in bad.content.decode()
+    assert not Campaign.objects.filter(slug="toits").exists()
+    made = client.post("/researcher/new/", {**fields, "max_answers": 8}, follow=True)
+    assert "Campagne Toits créée. Ajoutez maintenant ses images ou sa vidéo." in made.content.decode()
+    assert Campaign.objects.get(slug="toits").max_answers == 8
 
 
 def test_a_video_campaign_refuses_a_geotiff(owner, geotiff, _isolated_media):

@@ -92,6 +92,7 @@ def test_researcher_runs_an_investigation_from_the_browser(
     assert (campaign.min_answers, campaign.max_answers, campaign.retirement_confidence) == (2, 3, 0.9)
 
     # Upload a GeoTIFF: the page shows the upload, then the job's progress until the tasks exist.
+    assert "None yet." in page.text_content("#stored-originals")
     page.set_input_files("#id_before", str(geotiff / "RGB.byte.tif"))
     page.fill("#id_overlap_px", "0")
     page.click("#upload-submit")
@@ -104,6 +105,13 @@ def test_researcher_runs_an_investigation_from_the_browser(
     assert len(tasks) >= 4
     assert page.text_content("#task-count") == str(len(tasks))
     assert page.locator("#jobs .job-bar").first.get_attribute("value") == "100"
+    assert page.text_content("#jobs .job-status") == "Done"
+    assert page.text_content("#jobs .job-message") == f"{len(tasks)} tasks created"
+    # The stored originals list the new file without a reload.
+    page.wait_for_function(
+        "document.querySelector('#stored-originals').textContent.includes('RGB.byte.tif')", timeout=10000
+    )
+    assert "None yet." not in page.text_content("#stored-originals")
     page.reload()  # progress survives a reload: the campaign's jobs are listed
     page.wait_for_selector(f"#job-{job.pk}[data-job-status='done']")
     shot(page, "02-sources")

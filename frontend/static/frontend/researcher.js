@@ -2,13 +2,15 @@
 (function () {
   "use strict";
 
-  const QUESTION_TYPES = [
-    ["single", "Single choice"],
-    ["multiple", "Multiple choice"],
-    ["points", "Mark points on the image"],
-    ["location", "Location guess"],
-    ["text", "Free-text note"],
-  ];
+  // The page's words, in its language (json_script from the researcher_strings template tag).
+  const stringsNode = document.getElementById("researcher-strings");
+  const T = stringsNode ? JSON.parse(stringsNode.textContent) : {};
+  const t = (key, fallback) => T[key] || fallback;
+
+  const QUESTION_TYPES = ["single", "multiple", "points", "location", "text"].map((type) => [
+    type,
+    t("type_" + type, type),
+  ]);
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -69,13 +71,13 @@
     function choiceRow(question, choice, index) {
       const preview = el("img", { alt: "", hidden: !choice.image, src: choice.image || null });
       return el("div", { class: "qs-choice" }, [
-        el("input", { type: "text", class: "qs-value", "aria-label": "Value", placeholder: "value", value: choice.value || "", size: 12,
+        el("input", { type: "text", class: "qs-value", "aria-label": t("value", "Value"), placeholder: t("value_placeholder", "value"), value: choice.value || "", size: 12,
           oninput: (e) => { choice.value = e.target.value.trim(); changed(false); } }),
-        el("input", { type: "text", "aria-label": "Label", placeholder: "Label shown to volunteers", value: choice.label || "", size: 22,
+        el("input", { type: "text", "aria-label": t("label", "Label"), placeholder: t("label_placeholder", "Label shown to volunteers"), value: choice.label || "", size: 22,
           oninput: (e) => { choice.label = e.target.value; changed(false); } }),
-        el("input", { type: "text", "aria-label": "Help", placeholder: "Help text", value: choice.help || "", size: 28,
+        el("input", { type: "text", "aria-label": t("help", "Help"), placeholder: t("help_placeholder", "Help text"), value: choice.help || "", size: 28,
           oninput: (e) => { if (e.target.value) choice.help = e.target.value; else delete choice.help; changed(false); } }),
-        el("input", { type: "text", "aria-label": "Example image URL", placeholder: "Example image URL", value: choice.image || "", size: 22,
+        el("input", { type: "text", "aria-label": t("image", "Example image URL"), placeholder: t("image", "Example image URL"), value: choice.image || "", size: 22,
           oninput: (e) => {
             if (e.target.value) choice.image = e.target.value.trim(); else delete choice.image;
             preview.hidden = !choice.image;
@@ -83,45 +85,45 @@
             changed(false);
           } }),
         preview,
-        el("button", { type: "button", class: "button small-button", text: "Remove",
+        el("button", { type: "button", class: "button small-button", text: t("remove", "Remove"),
           onclick: () => { question.choices.splice(index, 1); changed(true); } }),
       ]);
     }
 
     function questionBox(question, index) {
       const isChoice = question.type === "single" || question.type === "multiple";
-      const typeSelect = el("select", { "aria-label": "Type",
+      const typeSelect = el("select", { "aria-label": t("type", "Type"),
         onchange: (e) => {
           question.type = e.target.value;
           if ((question.type === "single" || question.type === "multiple") && !Array.isArray(question.choices)) {
-            question.choices = [{ value: "yes", label: "Yes" }, { value: "no", label: "No" }];
+            question.choices = [{ value: "yes", label: t("yes", "Yes") }, { value: "no", label: t("no", "No") }];
           }
           if (!(question.type === "single" || question.type === "multiple")) delete question.choices;
           changed(true);
         } }, QUESTION_TYPES.map(([value, text]) => el("option", { value, text, selected: value === question.type })));
       const box = el("div", { class: "qs-question", "data-question": question.key }, [
         el("div", { class: "qs-row" }, [
-          labelled("Key", el("input", { type: "text", value: question.key || "", size: 12,
+          labelled(t("key", "Key"), el("input", { type: "text", value: question.key || "", size: 12,
             oninput: (e) => {
               const old = question.key;
               question.key = e.target.value.trim();
               if (state.primary === old) state.primary = question.key;
               changed(false);
             } })),
-          labelled("Type", typeSelect),
-          isChoice ? labelled("Primary", el("input", { type: "radio", name: "qs-primary", checked: state.primary === question.key,
+          labelled(t("type", "Type"), typeSelect),
+          isChoice ? labelled(t("primary", "Primary"), el("input", { type: "radio", name: "qs-primary", checked: state.primary === question.key,
             onchange: () => { state.primary = question.key; changed(false); } })) : null,
-          labelled("Required", el("input", { type: "checkbox", checked: question.required === true,
+          labelled(t("required", "Required"), el("input", { type: "checkbox", checked: question.required === true,
             onchange: (e) => { if (e.target.checked) question.required = true; else delete question.required; changed(false); } })),
-          el("button", { type: "button", class: "button small-button", text: "↑", "aria-label": "Move up", disabled: index === 0,
+          el("button", { type: "button", class: "button small-button", text: "↑", "aria-label": t("move_up", "Move up"), disabled: index === 0,
             onclick: () => { state.questions.splice(index - 1, 0, state.questions.splice(index, 1)[0]); changed(true); } }),
-          el("button", { type: "button", class: "button small-button", text: "Remove question",
+          el("button", { type: "button", class: "button small-button", text: t("remove_question", "Remove question"),
             onclick: () => { state.questions.splice(index, 1); changed(true); } }),
         ]),
         el("div", { class: "qs-row" }, [
-          labelled("Question", el("input", { type: "text", class: "qs-text", value: question.text || "",
+          labelled(t("question", "Question"), el("input", { type: "text", class: "qs-text", value: question.text || "",
             oninput: (e) => { question.text = e.target.value; changed(false); } }), "wide"),
-          labelled("Help", el("input", { type: "text", value: question.help || "",
+          labelled(t("help", "Help"), el("input", { type: "text", value: question.help || "",
             oninput: (e) => { if (e.target.value) question.help = e.target.value; else delete question.help; changed(false); } }), "wide"),
         ]),
       ]);
@@ -129,11 +131,11 @@
         const choices = el("div", { class: "qs-choices" }, question.choices.map((c, i) => choiceRow(question, c, i)));
         const hasUnsure = question.choices.some((c) => c.value === "unsure");
         choices.appendChild(el("div", { class: "qs-actions" }, [
-          el("button", { type: "button", class: "button small-button", text: "Add choice",
+          el("button", { type: "button", class: "button small-button", text: t("add_choice", "Add choice"),
             onclick: () => { question.choices.push({ value: "choice" + (question.choices.length + 1), label: "" }); changed(true); } }),
           question.type === "single" && !hasUnsure
-            ? el("button", { type: "button", class: "button small-button", text: "Add “Unsure”",
-              onclick: () => { question.choices.push({ value: "unsure", label: "Unsure", help: "Never penalised." }); changed(true); } })
+            ? el("button", { type: "button", class: "button small-button", text: t("add_unsure", "Add “Unsure”"),
+              onclick: () => { question.choices.push({ value: "unsure", label: t("unsure", "Unsure"), help: t("unsure_help", "Never penalised.") }); changed(true); } })
             : null,
         ]));
         box.appendChild(choices);
@@ -144,20 +146,20 @@
     function render() {
       builder.replaceChildren();
       if (!state || !Array.isArray(state.questions)) {
-        builder.appendChild(el("p", { class: "error", text: "The JSON below cannot be shown as a form; correct it there." }));
+        builder.appendChild(el("p", { class: "error", text: t("bad_json", "The JSON below cannot be shown as a form; correct it there.") }));
         return;
       }
       state.questions.forEach((q, i) => builder.appendChild(questionBox(q, i)));
-      const addType = el("select", { "aria-label": "Type of the new question" },
+      const addType = el("select", { "aria-label": t("new_type", "Type of the new question") },
         QUESTION_TYPES.map(([value, text]) => el("option", { value, text })));
       builder.appendChild(el("div", { class: "qs-actions" }, [
         addType,
-        el("button", { type: "button", class: "button", id: "qs-add", text: "Add question",
+        el("button", { type: "button", class: "button", id: "qs-add", text: t("add_question", "Add question"),
           onclick: () => {
             const type = addType.value;
             const question = { key: newKey(type === "text" ? "note" : "q"), type, text: "", required: false };
             if (type === "single" || type === "multiple") {
-              question.choices = [{ value: "yes", label: "Yes" }, { value: "no", label: "No" }];
+              question.choices = [{ value: "yes", label: t("yes", "Yes") }, { value: "no", label: t("no", "No") }];
             }
             state.questions.push(question);
             changed(true);
@@ -186,15 +188,29 @@
       .then((response) => (response.ok ? response.json() : Promise.reject(new Error(String(response.status)))))
       .then((job) => {
         item.querySelector(".job-bar").value = Math.round(job.progress * 100);
-        item.querySelector(".job-status").textContent = job.status;
-        item.querySelector(".job-message").textContent = job.message || "";
+        item.querySelector(".job-status").textContent = job.status_label || job.status;
+        item.querySelector(".job-message").textContent = job.summary || "";
         if (job.name) item.querySelector(".job-name").textContent = job.name;
         item.dataset.jobStatus = job.status;
         const count = document.getElementById("task-count");
         if (count && typeof job.campaign_tasks === "number") count.textContent = String(job.campaign_tasks);
+        if (job.status === "done") refreshSection("stored-originals");
         if (job.status !== "done" && job.status !== "failed") window.setTimeout(() => pollJob(item), 1000);
       })
       .catch(() => window.setTimeout(() => pollJob(item), 3000));
+  }
+
+  // A finished job changed what the page lists below it: take that part of the page afresh.
+  function refreshSection(id) {
+    const section = document.getElementById(id);
+    if (!section) return;
+    fetch(window.location.pathname, { credentials: "same-origin" })
+      .then((response) => (response.ok ? response.text() : Promise.reject(new Error(String(response.status)))))
+      .then((html) => {
+        const fresh = new DOMParser().parseFromString(html, "text/html").getElementById(id);
+        if (fresh) section.replaceChildren(...fresh.childNodes);
+      })
+      .catch(() => {});
   }
 
   function addJob(job) {
@@ -205,7 +221,7 @@
     item.dataset.jobUrl = job.url;
     item.dataset.jobStatus = job.status;
     item.querySelector(".job-name").textContent = job.name;
-    item.querySelector(".job-status").textContent = job.status;
+    item.querySelector(".job-status").textContent = job.status_label || job.status;
     const empty = document.getElementById("no-jobs");
     if (empty) empty.remove();
     list.prepend(item);
@@ -243,7 +259,7 @@
         try {
           body = JSON.parse(xhr.responseText);
         } catch (err) {
-          body = { error: "The server could not take the upload (HTTP " + xhr.status + ")." };
+          body = { error: t("upload_http", "The server could not take the upload (HTTP %(status)s).").replace("%(status)s", String(xhr.status)) };
         }
         if (xhr.status === 201 && body.job) {
           bar.value = 100;
@@ -252,14 +268,14 @@
           addJob(body.job);
         } else {
           box.hidden = true;
-          error.textContent = body.error || "The upload was refused.";
+          error.textContent = body.error || t("upload_refused", "The upload was refused.");
           error.hidden = false;
         }
       });
       xhr.addEventListener("error", () => {
         submit.disabled = false;
         box.hidden = true;
-        error.textContent = "The upload was interrupted; check the connection and try again.";
+        error.textContent = t("upload_interrupted", "The upload was interrupted; check the connection and try again.");
         error.hidden = false;
       });
       xhr.send(new FormData(form));
