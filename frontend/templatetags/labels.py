@@ -14,7 +14,7 @@ register = template.Library()
 _CAMPAIGN_STATUS = {"draft": _("Draft"), "live": _("Live"), "paused": _("Paused"), "finished": _("Finished")}
 _CAMPAIGN_KIND = {"imagery": _("Imagery"), "video": _("Video")}
 _ROLE = {"owner": _("owner"), "reviewer": _("reviewer"), "viewer": _("viewer")}
-_SOURCE_ROLE = {"before": _("before"), "after": _("after"), "video": _("video")}
+_SOURCE_ROLE = {"image": _("single image"), "before": _("before"), "after": _("after"), "video": _("video")}
 # One task (a badge on its page, a row of a list) and a count of tasks take different forms in some languages.
 _TASK_STATUS = {
     "open": pgettext_lazy("one task", "open"),

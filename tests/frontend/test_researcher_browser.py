@@ -112,6 +112,8 @@ def test_researcher_runs_an_investigation_from_the_browser(
         "document.querySelector('#stored-originals').textContent.includes('RGB.byte.tif')", timeout=10000
     )
     assert "None yet." not in page.text_content("#stored-originals")
+    assert "single image" in page.text_content("#stored-originals")
+    assert page.locator("#upload-progress").is_hidden()  # the job's row took over from the upload bar
     page.reload()  # progress survives a reload: the campaign's jobs are listed
     page.wait_for_selector(f"#job-{job.pk}[data-job-status='done']")
     shot(page, "02-sources")

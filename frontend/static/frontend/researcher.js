@@ -262,8 +262,7 @@
           body = { error: t("upload_http", "The server could not take the upload (HTTP %(status)s).").replace("%(status)s", String(xhr.status)) };
         }
         if (xhr.status === 201 && body.job) {
-          bar.value = 100;
-          percent.textContent = "100%";
+          box.hidden = true;  // the job's own row below takes over: stored, then tiled
           form.reset();
           addJob(body.job);
         } else {
