@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext
 
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 
@@ -105,7 +106,8 @@ def _open(title: str, width: int, height: int) -> str:
 
 
 def _empty(title: str, width: int, height: int) -> SafeString:
-    return mark_safe(  # the title is escaped
+    empty = escape(gettext("No data yet"))
+    return mark_safe(  # the title and the words are escaped
         _open(title, width, height)
-        + f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" {FONT} fill="#555">No data yet</text></svg>'
+        + f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" {FONT} fill="#555">{empty}</text></svg>'
     )

@@ -26,7 +26,14 @@ from frontend import charts, forms
 from tasks import selectors, services
 from tasks.media import media_url, task_media_urls
 from tasks.models import Campaign, CampaignMembership, Job, Task, Volunteer
-from tasks.questions import IMAGERY_QUESTION_SET, VIDEO_QUESTION_SET, AnswerError, answer_for_label
+from tasks.questions import (
+    IMAGERY_QUESTION_SET,
+    VIDEO_QUESTION_SET,
+    AnswerError,
+    answer_for_label,
+    label_name,
+    label_names,
+)
 from verification import selectors as verification_selectors
 from verification import services as verification_services
 from verification.models import EvidenceSet
@@ -359,8 +366,14 @@ def job_status(request: HttpRequest, slug: str, job_id: int) -> JsonResponse:
 @require_GET
 def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     campaign, role = _campaign_for(request, slug)
-    labels = verification_selectors.label_distribution(campaign)
-    colours = verification_selectors.label_colours(campaign)
+    # The chart names labels as the question set does ("Structures destroyed"), colours and all.
+    names = label_names(campaign.question_set or {})
+    labels = [
+        (label_name(names, value), n) for value, n in verification_selectors.label_distribution(campaign)
+    ]
+    colours = {
+        label_name(names, value): c for value, c in verification_selectors.label_colours(campaign).items()
+    }
     per_hour = verification_selectors.answers_per_hour(campaign)
     retired = verification_selectors.retired_share_over_time(campaign)
     counts = verification_selectors.status_counts(campaign)
@@ -374,17 +387,19 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         gold_total=selectors.gold_task_count(campaign),
         answer_count=selectors.campaign_answer_count(campaign),
         chart_answers=charts.bar_chart(
-            [(h.strftime("%d %H:00"), n) for h, n in per_hour], title="Answers per hour", colour="#0b5cad"
+            [(h.strftime("%d %H:00"), n) for h, n in per_hour],
+            title=gettext("Answers per hour"),
+            colour="#0b5cad",
         ),
         chart_retired=charts.line_chart(
             [(h.strftime("%d %H:00"), share) for h, share in retired],
-            title="Share of tasks done",
+            title=gettext("Share of tasks done"),
             percent=True,
         ),
         chart_agreement=charts.bar_chart(
-            verification_selectors.agreement_histogram(campaign), title="Agreement", colour="#6b4fbb"
+            verification_selectors.agreement_histogram(campaign), title=gettext("Agreement"), colour="#6b4fbb"
         ),
-        chart_labels=charts.bar_chart(labels, title="Labels", colours=colours),
+        chart_labels=charts.bar_chart(labels, title=gettext("Labels"), colours=colours),
         volunteers=verification_selectors.volunteer_table(campaign, find=request.GET.get("volunteer", "")),
     )
 

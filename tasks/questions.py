@@ -134,6 +134,29 @@ def primary_labels(question_set: dict[str, Any]) -> list[tuple[str, str]]:
     return labels + [(c["value"], c["label"]) for c in choices if c["value"] == UNSURE]
 
 
+def label_names(question_set: dict[str, Any]) -> dict[str, str]:
+    """What a reviewer reads for each value of the primary question's choices (``choice["value"]`` ->
+    ``choice["label"]``); a multiple-choice label (``a+b``) reads as its options' names (`label_name`)."""
+    try:
+        question = question_by_key(question_set, question_set["primary"])
+    except (KeyError, TypeError):
+        return {}
+    return {str(c["value"]): str(c.get("label") or c["value"]) for c in question.get("choices", [])}
+
+
+def label_name(names: dict[str, str], value: str | None) -> str:
+    """``value`` as the question set names it: ``destroyed`` -> "Structures destroyed", ``a+b`` ->
+    "A + B"; a value the question set does not know (a choice since removed) reads as itself."""
+    if not value:
+        return ""
+    if value in names:
+        return names[value]
+    parts = value.split("+")
+    if len(parts) > 1 and all(part in names for part in parts):
+        return " + ".join(names[part] for part in parts)
+    return value
+
+
 def question_by_key(question_set: dict[str, Any], key: str) -> dict[str, Any]:
     for question in question_set["questions"]:
         if question["key"] == key:

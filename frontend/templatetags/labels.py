@@ -9,6 +9,8 @@ from django import template
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
+from tasks import questions
+
 register = template.Library()
 
 _CAMPAIGN_STATUS = {"draft": _("Draft"), "live": _("Live"), "paused": _("Paused"), "finished": _("Finished")}
@@ -92,3 +94,14 @@ _RESEARCHER_STRINGS = {
 @register.simple_tag
 def researcher_strings() -> dict[str, str]:
     return {key: str(text) for key, text in _RESEARCHER_STRINGS.items()}
+
+
+@register.filter
+def choice_name(value: str | None, campaign: Any) -> str:
+    """{{ row.label|choice_name:campaign }}: a consensus or answer label as the campaign's question set names
+    it (the value itself stays in exports and in the page's data attributes)."""
+    names = getattr(campaign, "_label_names", None)
+    if names is None:
+        names = questions.label_names(campaign.question_set or {})
+        campaign._label_names = names
+    return questions.label_name(names, value)

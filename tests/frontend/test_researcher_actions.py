@@ -354,6 +354,27 @@ def test_the_workspace_names_states_and_roles_in_french_when_chosen(client: Clie
     assert ">retirée<" in client.get(f"/researcher/darfur/tasks/{task.pk}/").content.decode()
 
 
+def test_labels_are_named_as_the_question_set_names_them_on_the_workspace_pages(client, campaign):
+    """Researchers read "Structures destroyed", not the stored value ``destroyed``; the value stays in
+    filters and exports."""
+    task = TaskFactory(campaign=campaign)
+    for _ in range(2):
+        verification_services.answer_submit(
+            task=task, volunteer=VolunteerFactory(), answer={"damage": "destroyed"}, client_id=uuid.uuid4()
+        )
+    waiting = TaskFactory(campaign=campaign)
+    verification_services.answer_submit(
+        task=waiting, volunteer=VolunteerFactory(), answer={"damage": "intact"}, client_id=uuid.uuid4()
+    )
+    page = client.get(f"/researcher/darfur/tasks/{task.pk}/").content.decode()
+    assert re.search(r'<p class="big-label">Structures destroyed <span', page)
+    assert page.count("<td>Structures destroyed</td>") == 2  # each volunteer's answer
+    review = client.get("/researcher/darfur/review/").content.decode()
+    assert "<td>Structures intact</td>" in review and 'value="intact"' in review
+    dashboard = client.get("/researcher/darfur/dashboard/").content.decode()
+    assert "<title>Structures destroyed: 1</title>" in dashboard and "<title>destroyed:" not in dashboard
+
+
 def test_the_review_queue_pages_through_every_waiting_task_in_order_and_filters_by_label(
     client: Client, campaign: Any
 ) -> None:

@@ -87,3 +87,16 @@ def test_task_keys_are_unique_within_a_campaign():
 def test_video_segment_time_range_must_be_ordered():
     with pytest.raises(IntegrityError), transaction.atomic():
         TaskFactory(kind=Task.Kind.SEGMENT, start_seconds=5.0, end_seconds=2.0)
+
+
+def test_labels_read_as_the_question_set_names_them():
+    from tasks.questions import IMAGERY_QUESTION_SET, label_name, label_names
+
+    names = label_names(IMAGERY_QUESTION_SET)
+    assert label_name(names, "destroyed") == "Structures destroyed"
+    assert label_name(names, "unsure") == "Unsure"
+    assert label_name(names, "destroyed+intact") == "Structures destroyed + Structures intact"
+    assert label_name(names, "burnt") == "burnt"  # a choice since removed reads as itself
+    assert label_name(names, "burnt+intact") == "burnt+intact"
+    assert label_name(names, None) == "" and label_name(names, "") == ""
+    assert label_names({"primary": "gone", "questions": []}) == {}
