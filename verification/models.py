@@ -73,6 +73,11 @@ class Consensus(models.Model):
     method = models.CharField(max_length=32, default="majority")
     distribution = models.JSONField(default=dict, blank=True)
     reason = models.CharField(max_length=300, blank=True, help_text="Why the task retired or went to review")
+    reason_params = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The reason's case and figures, to say it in the reader's language",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

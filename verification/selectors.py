@@ -369,7 +369,11 @@ def review_queue(
     """One page of the review queue (see ``_review_queryset``), optionally of one crowd label."""
     decisions = latest_decisions(campaign)
     return [
-        {**consensus_row(task, decisions), "reason": getattr(getattr(task, "consensus", None), "reason", "")}
+        {
+            **consensus_row(task, decisions),
+            "reason": getattr(getattr(task, "consensus", None), "reason", ""),
+            "reason_params": getattr(getattr(task, "consensus", None), "reason_params", None),
+        }
         for task in _review_queryset(campaign, label=label)[offset : offset + limit]
     ]
 

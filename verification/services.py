@@ -23,7 +23,7 @@ from django.utils import timezone
 from config import fastsql
 from tasks.models import Assignment, Campaign, Source, Task, Volunteer
 from tasks.questions import UNSURE, AnswerError, primary_label, primary_labels, validate_answer
-from verification import aggregation, ledger
+from verification import aggregation, ledger, reasons
 from verification.models import (
     Answer,
     AuditItem,
@@ -429,14 +429,14 @@ def _consensus_update(
     if task.status in (Task.Status.OPEN, Task.Status.RETIRED, Task.Status.NEEDS_REVIEW) and not (
         task.status == Task.Status.NEEDS_REVIEW and _audit_contradicted(task)
     ):
-        decision, consensus.reason = _retirement(
+        decision, consensus.reason, consensus.reason_params = _retirement(
             campaign=campaign,
             posterior=[result.posterior[c] for c in classes],
             confidence=result.confidence,
             labels=labels,
         )
         new_status = STATUS_OF_DECISION[decision]
-        update_fields.append("reason")
+        update_fields += ["reason", "reason_params"]
         task_fields = {
             **task_fields,
             "status": new_status,
@@ -550,9 +550,10 @@ def _common_accuracy_lines(state: dict[str, Any]) -> list[str]:
 
 def _retirement(
     *, campaign: Campaign, posterior: Sequence[float], confidence: float, labels: Sequence[str]
-) -> tuple[str, str]:
+) -> tuple[str, str, dict[str, Any]]:
     """The retirement rule's decision for a task with these answers' ``labels`` and ``posterior`` over the
-    voting classes, and the reason researchers read for it."""
+    voting classes, the reason researchers read for it (English) and its case with figures
+    (`verification.reasons`, to say it in the reader's language)."""
     state = campaign.aggregation_state or {}
     n_answers = len(labels)
     remaining = max(campaign.max_answers - n_answers, 0)
@@ -581,45 +582,37 @@ def _retirement(
     needed = aggregation.retirement_threshold(
         n_answers, min_answers=campaign.min_answers, threshold=threshold
     )
-    settled = f"the {remaining} more answers it could get would change its label with probability {label_change:.3f}"
+    figures = {
+        "confidence": confidence,
+        "n": n_answers,
+        "min": campaign.min_answers,
+        "max": campaign.max_answers,
+        "threshold": threshold,
+        "needed": needed,
+        "remaining": remaining,
+        "change": label_change,
+        "margin": margin,
+        "lead": needs_lead,
+    }
     if decision == "retire" and confidence >= needed:
-        reason = (
-            f"confidence {confidence:.3f} reached the threshold {needed:.3f} "
-            f"after {n_answers} answers (minimum {campaign.min_answers})"
-        )
+        key = "reached"
     elif decision == "retire" and remaining == 0:
-        reason = f"confidence {confidence:.3f} reached the threshold {threshold:.3f} at the maximum of {n_answers} answers"
+        key = "reached_at_max"
     elif decision == "retire":
-        reason = (
-            f"label settled ({settled}) and confidence {confidence:.3f} reached the threshold {threshold:.3f} "
-            f"after {n_answers} answers"
-        )
+        key = "settled"
     elif decision == "needs_review" and remaining == 0 and confidence >= threshold:
         # The confidence was there; the volunteers' split was not settled (a lead under the two votes).
-        reason = (
-            f"{n_answers} answers (the maximum is {campaign.max_answers}) split with a lead of {margin} "
-            f"vote(s) (needs {needs_lead}), although the model's confidence is {confidence:.3f}: "
-            "sent to expert review"
-        )
+        key = "split_at_max"
     elif decision == "needs_review" and remaining == 0:
-        reason = (
-            f"{n_answers} answers (the maximum is {campaign.max_answers}) without reaching confidence "
-            f"{threshold:.3f}: sent to expert review"
-        )
+        key = "unsure_at_max"
     elif decision == "needs_review":
-        reason = (
-            f"label settled at confidence {confidence:.3f}, below the threshold {threshold:.3f}: {settled}, so "
-            "more answers would not help: sent to expert review"
-        )
+        key = "settled_low"
     elif n_answers < campaign.min_answers:
-        reason = f"collecting answers: {n_answers} so far (minimum {campaign.min_answers})"
+        key = "collecting_min"
     else:
-        held = "" if margin >= needs_lead else f", a lead of {margin} vote(s) (needs {needs_lead})"
-        reason = (
-            f"collecting answers: {n_answers} so far, confidence {confidence:.3f} (needs {needed:.3f}){held}; "
-            f"{settled}"
-        )
-    return decision, reason
+        key = "collecting" if margin >= needs_lead else "collecting_lead"
+    text, params = reasons.reason(key, **figures)
+    return decision, text, params
 
 
 def consensus_recompute_campaign(*, campaign: Campaign) -> dict[str, Any]:
@@ -781,7 +774,7 @@ def _refit_plan(
     """One task's retirement decision and consensus row from the campaign's refit."""
     label_index = int(result.labels[index])
     confidence = float(result.confidence[index]) if label_index >= 0 else 0.0
-    decision, reason = _retirement(
+    decision, reason, reason_params = _retirement(
         campaign=campaign,
         posterior=result.posteriors[index, : len(classes) - 1].tolist(),  # UNSURE is last
         confidence=confidence,
@@ -796,6 +789,7 @@ def _refit_plan(
         method=result.method,
         distribution={c: round(float(p), 4) for c, p in zip(classes, result.posteriors[index], strict=False)},
         reason=reason,
+        reason_params=reason_params,
         updated_at=now,
     )
     return decision, consensus
@@ -862,6 +856,7 @@ def _refit_write_chunk(
             "method",
             "distribution",
             "reason",
+            "reason_params",
             "updated_at",
         ],
     )
@@ -975,10 +970,9 @@ def audit_answer(*, item: AuditItem, label: str, note: str, by: User) -> AuditIt
         )
     )
     if sent_to_review:
+        text, params = reasons.reason("audit", label=label, crowd=locked.crowd_label)
         Consensus.objects.filter(task_id=locked.task_id).update(
-            reason=f"the expert audit answered {label} where the crowd said {locked.crowd_label}: "
-            "sent to expert review",
-            updated_at=timezone.now(),
+            reason=text, reason_params=params, updated_at=timezone.now()
         )
     ledger_append(
         campaign=locked.campaign,

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from tasks import questions
+from verification import reasons
 
 register = template.Library()
 
@@ -105,3 +106,14 @@ def choice_name(value: str | None, campaign: Any) -> str:
         names = questions.label_names(campaign.question_set or {})
         campaign._label_names = names
     return questions.label_name(names, value)
+
+
+@register.filter
+def retirement_reason(consensus: Any) -> str:
+    """{{ consensus|retirement_reason }} (a Consensus or a review-queue row): why the task retired, went to
+    review or still collects answers, in the page's language (verification/reasons.py)."""
+    if consensus is None:
+        return ""
+    if isinstance(consensus, dict):
+        return reasons.reason_text(consensus.get("reason") or "", consensus.get("reason_params"))
+    return reasons.reason_text(consensus.reason, consensus.reason_params)

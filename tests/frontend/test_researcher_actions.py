@@ -352,6 +352,15 @@ def test_the_workspace_names_states_and_roles_in_french_when_chosen(client: Clie
     assert "Imagerie ·" in page
     task = Task.objects.filter(campaign=campaign, status=Task.Status.RETIRED).get()
     assert ">retirée<" in client.get(f"/researcher/darfur/tasks/{task.pk}/").content.decode()
+    # Why a task is where it is: stored in English with its figures, read in French.
+    collecting = Task.objects.filter(campaign=campaign, status=Task.Status.OPEN).get()
+    verification_services.answer_submit(
+        task=collecting, volunteer=VolunteerFactory(), answer={"damage": "intact"}, client_id=uuid.uuid4()
+    )
+    assert collecting.consensus.reason == "collecting answers: 1 so far (minimum 2)"
+    french = "réponses en cours de collecte : 1 pour l&#x27;instant (minimum 2)"  # as HTML escapes it
+    assert french in client.get(f"/researcher/darfur/tasks/{collecting.pk}/").content.decode()
+    assert french in client.get("/researcher/darfur/review/").content.decode()
 
 
 def test_labels_are_named_as_the_question_set_names_them_on_the_workspace_pages(client, campaign):

@@ -8,10 +8,12 @@ import uuid
 from typing import Any, cast
 
 import pytest
+from django.utils import translation
 from django_q.models import Schedule
 
 from tasks.models import Campaign, Task, Volunteer
 from tests.factories import CampaignFactory, TaskFactory, UserFactory, VolunteerFactory
+from verification import reasons
 from verification.jobs import refit_all_campaigns
 from verification.models import Consensus, VolunteerReliability
 from verification.services import (
@@ -189,6 +191,46 @@ def test_a_split_task_at_its_maximum_says_the_split_sent_it_to_review_not_the_co
     assert consensus.label == "intact" and consensus.confidence > 0.99
     assert "split with a lead of 0 vote(s) (needs 2)" in consensus.reason
     assert "without reaching confidence" not in consensus.reason
+    # The case and its figures are kept, to say the reason again in the reader's language.
+    assert consensus.reason_params["key"] == "split_at_max"
+    assert (consensus.reason_params["n"], consensus.reason_params["margin"]) == (4, 0)
+    assert reasons.reason_text(consensus.reason, consensus.reason_params) == consensus.reason
+    with translation.override("fr"):
+        french = reasons.reason_text(consensus.reason, consensus.reason_params)
+    assert french.startswith(
+        "4 réponses (le maximum est 4) partagées avec une avance de 0 voix (il en faut 2)"
+    )
+    assert french.endswith(": envoyée en revue experte")
+
+
+def test_every_reason_reads_the_same_in_english_from_its_figures_and_is_translated() -> None:
+    """Each case's sentence is what the retirement rule stored; French says it with the same figures; a
+    reason stored before cases were kept (no figures) or with figures that do not fit reads as stored."""
+    figures = {
+        "confidence": 0.97312,
+        "n": 5,
+        "min": 3,
+        "max": 10,
+        "threshold": 0.95,
+        "needed": 0.961,
+        "remaining": 5,
+        "change": 0.0123,
+        "margin": 1,
+        "lead": 2,
+    }
+    for key in reasons.TEMPLATES:
+        text, params = reasons.reason(
+            key, **({"label": "destroyed", "crowd": "intact"} if key == "audit" else figures)
+        )
+        assert reasons.reason_text(text, params) == text and "%" not in text
+        with translation.override("fr"):
+            french = reasons.reason_text(text, params)
+        assert french != text and "%" not in french, key
+        for figure in ("0.973", "0.950", "0.012") if key in ("settled", "settled_low") else ():
+            assert figure in text and figure in french
+    assert reasons.reason_text("an old reason", {}) == "an old reason"
+    assert reasons.reason_text("an old reason", {"key": "reached", "n": 3}) == "an old reason"
+    assert reasons.reason_text("an old reason", {"key": "no such case"}) == "an old reason"
 
 
 def test_blocked_volunteers_answers_stop_counting() -> None:
