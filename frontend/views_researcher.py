@@ -7,6 +7,7 @@ Every view starts with `_campaign_for`, which checks the user's role in the camp
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, cast
@@ -18,7 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.translation import gettext, gettext_lazy, ngettext
+from django.utils.translation import gettext, gettext_lazy, ngettext, pgettext
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -231,11 +232,35 @@ _SKIP_REASONS = {
 }
 
 
+# The ingest's progress steps (tasks/services.py), as the researcher's language says them.
+_PROGRESS_STEPS = {
+    "validated": gettext_lazy("file checked"),
+    "detecting shots": gettext_lazy("detecting shot cuts"),
+    "rendition ready": gettext_lazy("video prepared for the browser"),
+    "keyframes": gettext_lazy("extracting keyframes"),
+}
+_TILES_DONE = re.compile(r"(\d+) of (\d+) tiles")
+
+
+def _progress_text(message: str) -> str:
+    if message in ("", "done", "started"):
+        return ""
+    if message in _PROGRESS_STEPS:
+        return str(_PROGRESS_STEPS[message])
+    if tiles := _TILES_DONE.fullmatch(message):
+        done, total = int(tiles[1]), int(tiles[2])
+        return ngettext("%(done)d of %(total)d tile", "%(done)d of %(total)d tiles", total) % {
+            "done": done,
+            "total": total,
+        }
+    return message  # an error's own words
+
+
 def job_summary(job: Job) -> str:
-    """What a finished ingest did, in the researcher's language; the job's own message otherwise."""
+    """What a finished ingest did, in the researcher's language; where a running one is, or why it failed."""
     result = job.result or {}
     if job.status != Job.Status.DONE or "tasks_total" not in result:
-        return job.message if job.message not in ("", "done", "started") else ""
+        return _progress_text(job.message)
     created, total = int(result.get("tasks_created", 0)), int(result["tasks_total"])
     if created:
         parts = [ngettext("%(n)d task created", "%(n)d tasks created", created) % {"n": created}]
@@ -270,7 +295,7 @@ def job_summary(job: Job) -> str:
         parts.append(
             ngettext("%(n)d tile flagged cloudy", "%(n)d tiles flagged cloudy", cloudy) % {"n": cloudy}
         )
-    return "; ".join(parts)
+    return pgettext("between the parts of a job summary", "; ").join(parts)
 
 
 def _job_payload(job: Job) -> dict[str, Any]:

@@ -157,10 +157,15 @@ def test_a_finished_job_is_summed_up_in_the_researchers_language():
     assert job_summary(running) == "12 of 40 tiles"
     with translation.override("fr"):
         assert job_summary(imagery) == (
-            "4 tâches créées; 2 tuiles ignorées (sans données); 1 tuile ignorée (hors de la zone d'intérêt); "
+            "4 tâches créées ; 2 tuiles ignorées (sans données) ; 1 tuile ignorée (hors de la zone d'intérêt) ; "
             "1 tuile signalée nuageuse"
         )
-        assert job_summary(video).startswith("3 tâches créées; 36.0 s de vidéo, 1 changement de plan")
+        assert job_summary(video).startswith("3 tâches créées ; 36.0 s de vidéo, 1 changement de plan")
+        assert job_summary(running) == "12 tuiles sur 40"
+        shots = Job(kind="ingest_video", status=Job.Status.RUNNING, message="detecting shots", result={})
+        assert job_summary(shots) == "détection des changements de plan"
+        failed = Job(kind="ingest_imagery", status=Job.Status.FAILED, message="x.tif is damaged", result={})
+        assert job_summary(failed) == "x.tif is damaged"  # an error's own words
 
 
 def test_the_campaign_form_speaks_french_from_labels_to_errors(owner):
