@@ -11,6 +11,26 @@ from django.utils.translation import gettext
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 
 
+CHAR_PX = 6.2  # the width of an average character at FONT's 11 px
+
+
+def label_lines(label: str, *, max_chars: int, max_lines: int = 2) -> list[str]:
+    """A category's name wrapped at spaces into at most ``max_lines`` lines of ``max_chars``; what still
+    does not fit ends in an ellipsis (the bar's tooltip holds the whole name)."""
+    max_chars = max(max_chars, 3)
+    lines: list[str] = []
+    words = label.split()
+    while words and len(lines) < max_lines:
+        line = words.pop(0)
+        while words and len(line) + 1 + len(words[0]) <= max_chars:
+            line += " " + words.pop(0)
+        lines.append(line)
+    if lines and (words or len(lines[-1]) > max_chars):
+        rest = " ".join([lines[-1], *words])
+        lines[-1] = rest[: max_chars - 1].rstrip() + "…"
+    return [line if len(line) <= max_chars else line[: max_chars - 1] + "…" for line in lines]
+
+
 def _number(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
 
@@ -45,10 +65,11 @@ def bar_chart(
         parts.append(
             f'<text x="{x + bar_w / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle" {FONT}>{_number(value)}</text>'
         )
-        parts.append(
-            f'<text x="{x + bar_w / 2:.1f}" y="{height - bottom + 14:.1f}" text-anchor="middle" {FONT}>'
-            f"{escape(label[:14])}</text>"
-        )
+        for line_no, line in enumerate(label_lines(label, max_chars=int(step / CHAR_PX))):
+            parts.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{height - bottom + 14 + 13 * line_no:.1f}" '
+                f'text-anchor="middle" {FONT}>{escape(line)}</text>'
+            )
     parts.append(
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}" stroke="#888"/></svg>'
     )

@@ -18,6 +18,15 @@ _CAMPAIGN_STATUS = {"draft": _("Draft"), "live": _("Live"), "paused": _("Paused"
 _CAMPAIGN_KIND = {"imagery": _("Imagery"), "video": _("Video")}
 _ROLE = {"owner": _("owner"), "reviewer": _("reviewer"), "viewer": _("viewer")}
 _SOURCE_ROLE = {"image": _("single image"), "before": _("before"), "after": _("after"), "video": _("video")}
+# How a consensus was worked out (Consensus.method).
+_METHOD = {
+    "incremental": _("updated at the latest answer"),
+    "auto": _("campaign model"),
+    "majority": _("majority vote"),
+    "weighted": _("weighted vote"),
+    "dawid_skene": _("Dawid-Skene"),
+    "one_coin": _("one-coin Dawid-Skene"),
+}
 # One task (a badge on its page, a row of a list) and a count of tasks take different forms in some languages.
 _TASK_STATUS = {
     "open": pgettext_lazy("one task", "open"),
@@ -41,13 +50,14 @@ def _namer(names: dict[str, Any]) -> Callable[[str | None], str]:
 
 
 # {{ campaign.status|campaign_status }}, {{ campaign.kind|campaign_kind }}, {{ role|role_name }},
-# {{ source.role|source_role }}, {{ task.status|task_status }} and, beside a count of tasks,
+# {{ source.role|source_role }}, {{ consensus.method|method_name }}, {{ task.status|task_status }} and, beside a count of tasks,
 # {{ status|tasks_status }}.
 for _filter, _names in (
     ("campaign_status", _CAMPAIGN_STATUS),
     ("campaign_kind", _CAMPAIGN_KIND),
     ("role_name", _ROLE),
     ("source_role", _SOURCE_ROLE),
+    ("method_name", _METHOD),
     ("task_status", _TASK_STATUS),
     ("tasks_status", _TASKS_STATUS),
 ):

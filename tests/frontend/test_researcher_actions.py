@@ -382,7 +382,8 @@ def test_labels_are_named_as_the_question_set_names_them_on_the_workspace_pages(
     )
     page = client.get(f"/researcher/darfur/tasks/{task.pk}/").content.decode()
     assert re.search(r'<p class="big-label">Structures destroyed <span', page)
-    assert page.count("<td>Structures destroyed</td>") == 2  # each volunteer's answer
+    assert page.count("<td>Structures destroyed</td>") == 3  # the label's probability, each answer
+    assert "(updated at the latest answer)</caption>" in page  # how the consensus was worked out
     review = client.get("/researcher/darfur/review/").content.decode()
     assert "<td>Structures intact</td>" in review and 'value="intact"' in review
     dashboard = client.get("/researcher/darfur/dashboard/").content.decode()
