@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 
+from frontend.i18n import said
 from tasks.models import Campaign, CampaignMembership, Task
 from tasks.questions import UNSURE, QuestionSetError, primary_labels, validate_question_set
 
@@ -40,7 +41,7 @@ def _check_aoi(value: Any) -> Any:
     try:
         imagery.parse_aoi(value)
     except imagery.ImageryError as exc:
-        raise forms.ValidationError(str(exc)) from exc
+        raise forms.ValidationError(said(exc)) from exc
     return value
 
 

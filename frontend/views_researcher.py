@@ -24,6 +24,7 @@ from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from frontend import charts, forms
+from frontend.i18n import said
 from tasks import selectors, services
 from tasks.media import media_url, task_media_urls
 from tasks.models import Campaign, CampaignMembership, Job, Task, Volunteer
@@ -128,7 +129,7 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                 **settings,
             )
         except services.IngestError as exc:
-            form.add_error(None, str(exc))
+            form.add_error(None, said(exc))
         else:
             messages.success(
                 request,
@@ -175,7 +176,7 @@ def campaign_settings(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             services.campaign_update(campaign=campaign, by=_user(request), **form.cleaned_data)
         except services.IngestError as exc:
-            form.add_error(None, str(exc))
+            form.add_error(None, said(exc))
         else:
             messages.success(request, gettext("Settings saved."))
             return redirect("researcher-settings", slug=campaign.slug)
@@ -202,7 +203,7 @@ def campaign_members(request: HttpRequest, slug: str) -> HttpResponse:
             else:
                 services.membership_change(campaign=campaign, user=user, role=new_role, by=_user(request))
         except services.IngestError as exc:
-            form.add_error(None, str(exc))
+            form.add_error(None, said(exc))
         else:
             if new_role == forms.MemberForm.REMOVE:
                 text = gettext("%(user)s was removed from the campaign.")
@@ -352,7 +353,7 @@ def campaign_sources(request: HttpRequest, slug: str) -> HttpResponse:
                     created_by=_user(request),
                 )
             except services.IngestError as exc:
-                error = str(exc)
+                error = said(exc)
                 form.add_error(None, error)
             else:
                 if is_xhr:
@@ -753,7 +754,7 @@ def gold_import(request: HttpRequest, slug: str) -> HttpResponse:
                     by=_user(request),
                 )
             except services.IngestError as exc:
-                form.add_error(None, str(exc))
+                form.add_error(None, said(exc))
             else:
                 messages.success(
                     request,
@@ -785,7 +786,7 @@ def evidence_list(request: HttpRequest, slug: str) -> HttpResponse:
                     by=_user(request),
                 )
             except verification_services.EvidenceSetError as exc:
-                form.add_error(None, str(exc))
+                form.add_error(None, said(exc))
             else:
                 return redirect("researcher-evidence", slug=campaign.slug, set_id=evidence_set.pk)
     sets = EvidenceSet.objects.filter(campaign=campaign).order_by("name", "-version")
@@ -833,7 +834,7 @@ def evidence_detail(request: HttpRequest, slug: str, set_id: int) -> HttpRespons
                     )
                     return redirect("researcher-evidence", slug=campaign.slug, set_id=derived.pk)
             except (verification_services.EvidenceSetError, verification_services.EvidenceSetFrozen) as exc:
-                form.add_error(None, str(exc))
+                form.add_error(None, said(exc))
             else:
                 return redirect("researcher-evidence", slug=campaign.slug, set_id=evidence_set.pk)
     versions = EvidenceSet.objects.filter(campaign=campaign, name=evidence_set.name).order_by("version")
@@ -878,7 +879,7 @@ def campaign_promote(request: HttpRequest, slug: str) -> HttpResponse:
                     by=_user(request),
                 )
             except services.IngestError as exc:
-                form.add_error(None, str(exc))
+                form.add_error(None, said(exc))
             else:
                 messages.success(
                     request,

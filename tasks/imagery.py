@@ -43,6 +43,8 @@ from shapely import affinity
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from tasks.messages import N_, Explained
+
 __all__ = [
     "MAX_PIXELS",
     "MAX_SIDE_PX",
@@ -79,11 +81,9 @@ _WGS84 = CRS.from_epsg(4326)
 _CHUNK_BYTES = 1024 * 1024
 
 
-class ImageryError(ValueError):
-    """A problem with an uploaded image or area of interest that the user can fix; the message is one line."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+class ImageryError(Explained):
+    """A problem with an uploaded image or area of interest that the user can fix; the message is one line
+    (a template and its figures: tasks/messages.py)."""
 
 
 # --------------------------------------------------------------------------------------------- data types
@@ -261,13 +261,17 @@ def _open_checked(
     path = Path(path)
     name = path.name
     if not path.is_file():
-        raise ImageryError(f"{name} does not exist")
+        raise ImageryError(N_("%(name)s does not exist"), name=name)
     if path.stat().st_size == 0:
-        raise ImageryError(f"{name} is empty (zero bytes)")
+        raise ImageryError(N_("%(name)s is empty (zero bytes)"), name=name)
     try:
         dataset = rasterio.open(path)
     except RasterioError as exc:
-        raise ImageryError(f"{name} is not a readable raster image: {gdal_reason(exc, path)}") from exc
+        raise ImageryError(
+            N_("%(name)s is not a readable raster image: %(reason)s"),
+            name=name,
+            reason=gdal_reason(exc, path),
+        ) from exc
     try:
         _check_dataset(dataset, name, max_pixels=max_pixels, max_side_px=max_side_px)
     except BaseException:
@@ -299,21 +303,32 @@ def gdal_reason(exc: BaseException, path: str | Path) -> str:
 def _check_dataset(dataset: DatasetReader, name: str, *, max_pixels: int, max_side_px: int) -> None:
     width, height = dataset.width, dataset.height
     if width <= 0 or height <= 0 or dataset.count <= 0:
-        raise ImageryError(f"{name} has no pixels")
+        raise ImageryError(N_("%(name)s has no pixels"), name=name)
     if width > max_side_px or height > max_side_px or width * height > max_pixels:
         raise ImageryError(
-            f"{name} claims {width}x{height} pixels, more than the limit of {max_side_px} px a side "
-            f"and {max_pixels:,} px in all"
+            N_(
+                "%(name)s claims %(width)dx%(height)d pixels, more than the limit of %(side)d px a side "
+                "and %(total)s px in all"
+            ),
+            name=name,
+            width=width,
+            height=height,
+            side=max_side_px,
+            total=f"{max_pixels:,}",
         )
     if dataset.crs is None:
-        raise ImageryError(f"{name} has no CRS: a georeferenced raster is required")
+        raise ImageryError(N_("%(name)s has no CRS: a georeferenced raster is required"), name=name)
     if dataset.transform.is_identity:
         if dataset.gcps[0]:
-            raise ImageryError(f"{name} is georeferenced only by control points: warp it to a map grid first")
-        raise ImageryError(f"{name} has no geotransform: a georeferenced raster is required")
+            raise ImageryError(
+                N_("%(name)s is georeferenced only by control points: warp it to a map grid first"), name=name
+            )
+        raise ImageryError(N_("%(name)s has no geotransform: a georeferenced raster is required"), name=name)
     supported = {"uint8", "uint16", "int16", "uint32", "int32", "float32", "float64", "int8"}
     if any(dtype not in supported for dtype in dataset.dtypes):
-        raise ImageryError(f"{name} has unsupported pixel type {dataset.dtypes[0]}")
+        raise ImageryError(
+            N_("%(name)s has unsupported pixel type %(dtype)s"), name=name, dtype=dataset.dtypes[0]
+        )
     # A truncated or damaged file usually opens and then fails on its first or last block: try both now,
     # so a damaged upload is refused before any task exists.
     block_height, block_width = dataset.block_shapes[0]
@@ -328,7 +343,9 @@ def _check_dataset(dataset: DatasetReader, name: str, *, max_pixels: int, max_si
             dataset.read(window=window)
     except RasterioError as exc:
         raise ImageryError(
-            f"{name} is damaged: its pixels cannot be read ({gdal_reason(exc, dataset.name)})"
+            N_("%(name)s is damaged: its pixels cannot be read (%(reason)s)"),
+            name=name,
+            reason=gdal_reason(exc, dataset.name),
         ) from exc
 
 
@@ -400,11 +417,11 @@ def parse_aoi(aoi: str | bytes | dict[str, Any]) -> BaseGeometry:
         try:
             data = json.loads(aoi)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ImageryError(f"the area of interest is not valid GeoJSON: {exc}") from exc
+            raise ImageryError(N_("the area of interest is not valid GeoJSON: %(error)s"), error=exc) from exc
     else:
         data = aoi
     if not isinstance(data, dict) or "type" not in data:
-        raise ImageryError("the area of interest is not a GeoJSON object")
+        raise ImageryError(N_("the area of interest is not a GeoJSON object"))
     declared = data.get("crs")
     if data["type"] == "FeatureCollection":
         geometries = [feature.get("geometry") for feature in data.get("features") or []]
@@ -415,31 +432,36 @@ def parse_aoi(aoi: str | bytes | dict[str, Any]) -> BaseGeometry:
     polygons: list[Polygon] = []
     for geometry in geometries:
         if not isinstance(geometry, dict):
-            raise ImageryError("the area of interest has a feature without a geometry")
+            raise ImageryError(N_("the area of interest has a feature without a geometry"))
         if geometry.get("type") not in {"Polygon", "MultiPolygon"}:
             raise ImageryError(
-                f"the area of interest must be a Polygon or MultiPolygon, not {geometry.get('type')}"
+                N_("the area of interest must be a Polygon or MultiPolygon, not %(type)s"),
+                type=geometry.get("type"),
             )
         try:
             shp = shape(geometry)
         except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-            raise ImageryError(f"the area of interest has malformed coordinates: {exc}") from exc
+            raise ImageryError(
+                N_("the area of interest has malformed coordinates: %(error)s"), error=exc
+            ) from exc
         if not shp.is_valid:
             shp = shapely.make_valid(shp)
         polygons.extend(_polygons_of(shp))
     merged = shapely.union_all(polygons) if polygons else Polygon()
     if merged.is_empty or merged.area == 0:
-        raise ImageryError("the area of interest is empty")
+        raise ImageryError(N_("the area of interest is empty"))
     if declared is not None:
         try:
             crs = CRS.from_user_input(declared["properties"]["name"])
         except (KeyError, TypeError, RasterioError) as exc:
-            raise ImageryError(f"the area of interest declares an unknown CRS: {declared}") from exc
+            raise ImageryError(
+                N_("the area of interest declares an unknown CRS: %(crs)s"), crs=declared
+            ) from exc
         if crs != _WGS84 and crs.to_epsg() != 4326:
             merged = shape(transform_geom(crs, _WGS84, shapely.segmentize(merged, _segment_len(merged))))
     minx, miny, maxx, maxy = merged.bounds
     if minx < -540 or maxx > 540 or miny < -90.0001 or maxy > 90.0001:
-        raise ImageryError("the area of interest is not in longitude/latitude (declare its CRS)")
+        raise ImageryError(N_("the area of interest is not in longitude/latitude (declare its CRS)"))
     return merged
 
 
@@ -550,9 +572,11 @@ def _footprint(dataset: DatasetReader, crs: CRS, per_edge: int = 16) -> Polygon:
 
 def _validate_tiling(tile_size_px: int, overlap_px: int) -> None:
     if not MIN_TILE_SIZE_PX <= tile_size_px <= MAX_TILE_SIZE_PX:
-        raise ImageryError(f"tile size must be between {MIN_TILE_SIZE_PX} and {MAX_TILE_SIZE_PX} px")
+        raise ImageryError(
+            N_("tile size must be between %(min)d and %(max)d px"), min=MIN_TILE_SIZE_PX, max=MAX_TILE_SIZE_PX
+        )
     if not 0 <= overlap_px < tile_size_px:
-        raise ImageryError("overlap must be at least 0 px and smaller than the tile size")
+        raise ImageryError(N_("overlap must be at least 0 px and smaller than the tile size"))
 
 
 def _pair_grid(
@@ -565,14 +589,14 @@ def _pair_grid(
         fb, fa = _footprint(before, _WGS84), _footprint(after, _WGS84)
         inter = fb.intersection(fa)
         if inter.is_empty or inter.area == 0:
-            raise ImageryError("the two images do not overlap")
+            raise ImageryError(N_("the two images do not overlap"))
         minx, miny, maxx, maxy = inter.bounds
         # A UTM zone is only sensible for a regional extent; continental pairs stay on the before's grid.
         grid_crs = _utm_crs(inter.centroid.x, inter.centroid.y) if maxx - minx <= 30 else before.crs
     footprint_before, footprint_after = _footprint(before, grid_crs), _footprint(after, grid_crs)
     intersection = footprint_before.intersection(footprint_after)
     if intersection.is_empty or intersection.area <= 0:
-        raise ImageryError("the two images do not overlap")
+        raise ImageryError(N_("the two images do not overlap"))
 
     def native_res(dataset: DatasetReader) -> tuple[float, float]:
         if dataset.crs == grid_crs:
@@ -613,9 +637,14 @@ def _pair_grid(
     if min(width, height) < MIN_PAIR_OVERLAP_PX and intersection.area < 0.5 * smaller:
         # Two tiny images may share all they have; two ordinary ones sharing a strip are the wrong pair.
         raise ImageryError(
-            f"the two images overlap on only {width}x{height} px ({area / 1e6:,.1f} km²); "
-            f"a before/after pair needs at least {MIN_PAIR_OVERLAP_PX} px in common each way: "
-            "check that they show the same place"
+            N_(
+                "the two images overlap on only %(width)dx%(height)d px (%(km2)s km²); a before/after pair "
+                "needs at least %(min)d px in common each way: check that they show the same place"
+            ),
+            width=width,
+            height=height,
+            km2=f"{area / 1e6:,.1f}",
+            min=MIN_PAIR_OVERLAP_PX,
         )
     return grid_crs, transform, width, height, float(area), intersection
 
@@ -645,7 +674,11 @@ def plan_grid(
                 crs, transform, width, height, overlap_area_m2, overlap = _pair_grid(before_ds, after_ds)
             resampling = "bilinear"
     if width * height > MAX_PIXELS:
-        raise ImageryError(f"the common grid of the pair would be {width}x{height} px, more than the limit")
+        raise ImageryError(
+            N_("the common grid of the pair would be %(width)dx%(height)d px, more than the limit"),
+            width=width,
+            height=height,
+        )
     tiles, grid_rows, grid_cols = _tile_specs(crs, transform, width, height, tile_size_px, overlap_px)
     outside_overlap = 0
     if overlap is not None:
@@ -704,10 +737,10 @@ def _filter_by_aoi(
     aoi_grid = shape(transform_geom(_WGS84, crs, shapely.segmentize(aoi, _segment_len(aoi))))
     aoi_pixels = _to_pixels(aoi_grid, transform)
     if not aoi_pixels.intersects(shapely.box(0, 0, width, height)):
-        raise ImageryError("the area of interest does not touch the imagery")
+        raise ImageryError(N_("the area of interest does not touch the imagery"))
     kept, outside = _filter_tiles(tiles, aoi_pixels)
     if not kept:
-        raise ImageryError("the area of interest does not touch the imagery")
+        raise ImageryError(N_("the area of interest does not touch the imagery"))
     return kept, outside
 
 

@@ -25,6 +25,8 @@ import av.video.reformatter
 import cv2
 import numpy as np
 
+from tasks.messages import N_, Explained
+
 __all__ = [
     "DuplicateMatch",
     "Keyframe",
@@ -44,8 +46,9 @@ __all__ = [
 Progress = Callable[[float], None]
 
 
-class VideoError(ValueError):
-    """A video a user supplied cannot be used; the message is one readable line."""
+class VideoError(Explained):
+    """A video a user supplied cannot be used; the message is one readable line (a template and its
+    figures: tasks/messages.py)."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -140,12 +143,16 @@ def _check_iso_bmff(path: Path, size: int) -> dict[str, Any] | None:
             elif box_size == 0:
                 box_size = size - offset
             if box_size < 8:
-                raise VideoError("the MP4 file is corrupt (invalid box structure)")
+                raise VideoError(N_("the MP4 file is corrupt (invalid box structure)"))
             if offset + box_size > size:
                 kind = box_type.decode("latin-1")
                 raise VideoError(
-                    f"the MP4 file is truncated: its '{kind}' box needs {offset + box_size} bytes "
-                    f"but the file has only {size}"
+                    N_(
+                        "the MP4 file is truncated: its '%(box)s' box needs %(needs)d bytes but the file has only %(size)d"
+                    ),
+                    box=kind,
+                    needs=offset + box_size,
+                    size=size,
                 )
             if box_type == b"moov" and box_size <= 256 * 1024 * 1024:
                 handle.seek(offset + header_size)
@@ -153,7 +160,7 @@ def _check_iso_bmff(path: Path, size: int) -> dict[str, Any] | None:
             seen.add(box_type)
             offset += box_size
         if b"moov" not in seen:
-            raise VideoError("the MP4 file is truncated or incomplete: it has no 'moov' index box")
+            raise VideoError(N_("the MP4 file is truncated or incomplete: it has no 'moov' index box"))
     return header
 
 
@@ -162,12 +169,19 @@ def _check_declared(header: dict[str, Any] | None, max_pixels: int, max_duration
         return
     for width, height in header["sizes"]:
         if width * height > max_pixels:
-            raise VideoError(f"the header claims an absurd resolution ({width}x{height}); refusing to decode")
+            raise VideoError(
+                N_("the header claims an absurd resolution (%(width)dx%(height)d); refusing to decode"),
+                width=width,
+                height=height,
+            )
     for duration in header["durations"]:
         if duration > max_duration_seconds:
             raise VideoError(
-                f"the header claims an absurd duration ({duration:.0f} s, the limit is "
-                f"{max_duration_seconds:.0f} s); refusing to decode"
+                N_(
+                    "the header claims an absurd duration (%(seconds).0f s, the limit is %(limit).0f s); refusing to decode"
+                ),
+                seconds=duration,
+                limit=max_duration_seconds,
             )
 
 
@@ -176,26 +190,28 @@ def _open(
 ) -> tuple[Path, Any]:
     path = Path(path)
     if not path.is_file():
-        raise VideoError(f"no such file: {path.name}")
+        raise VideoError(N_("no such file: %(name)s"), name=path.name)
     size = path.stat().st_size
     if size == 0:
-        raise VideoError("the file is empty (0 bytes)")
+        raise VideoError(N_("the file is empty (0 bytes)"))
     with path.open("rb") as handle:
         head = handle.read(32)
     kind = _sniff_non_video(head)
     if kind:
-        raise VideoError(f"this is a {kind} file, not a video")
+        raise VideoError(N_("this is a %(kind)s file, not a video"), kind=kind)
     header = _check_iso_bmff(path, size)
     if max_pixels is not None and max_duration_seconds is not None:
         _check_declared(header, max_pixels, max_duration_seconds)
     try:
         container = av.open(str(path), metadata_errors="replace")
     except av.FFmpegError as error:
-        raise VideoError(f"not a readable video file ({_ffmpeg_reason(error)})") from None
+        raise VideoError(N_("not a readable video file (%(reason)s)"), reason=_ffmpeg_reason(error)) from None
     format_name = container.format.name or ""
     if format_name.endswith("_pipe") or format_name in {"image2", "gif", "apng", "webp"}:
         container.close()
-        raise VideoError(f"this is an image ({format_name.removesuffix('_pipe')}), not a video")
+        raise VideoError(
+            N_("this is an image (%(kind)s), not a video"), kind=format_name.removesuffix("_pipe")
+        )
     return path, container
 
 
@@ -207,12 +223,12 @@ def _ffmpeg_reason(error: Exception) -> str:
 def _video_stream(container: Any) -> Any:
     if not container.streams.video:
         if container.streams.audio:
-            raise VideoError("the file contains audio only: there is no video stream")
-        raise VideoError("the file contains no video stream")
+            raise VideoError(N_("the file contains audio only: there is no video stream"))
+        raise VideoError(N_("the file contains no video stream"))
     # Cover art in audio files is an attached picture, not footage.
     streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
     if not streams:
-        raise VideoError("the file contains audio only: its only picture is cover art")
+        raise VideoError(N_("the file contains audio only: its only picture is cover art"))
     return streams[0]
 
 
@@ -255,19 +271,29 @@ def probe_video(
         context = stream.codec_context
         width, height = int(context.width or 0), int(context.height or 0)
         if width <= 0 or height <= 0:
-            raise VideoError("the video stream has no picture size (corrupt header)")
+            raise VideoError(N_("the video stream has no picture size (corrupt header)"))
         if width * height > max_pixels or width > 65536 or height > 65536:
-            raise VideoError(f"the header claims an absurd resolution ({width}x{height}); refusing to decode")
+            raise VideoError(
+                N_("the header claims an absurd resolution (%(width)dx%(height)d); refusing to decode"),
+                width=width,
+                height=height,
+            )
         duration = _declared_duration(container, stream)
         if duration is not None and (duration > max_duration_seconds or duration < 0):
             raise VideoError(
-                f"the header claims an absurd duration ({duration:.0f} s, the limit is "
-                f"{max_duration_seconds:.0f} s); refusing to decode"
+                N_(
+                    "the header claims an absurd duration (%(seconds).0f s, the limit is %(limit).0f s); refusing to decode"
+                ),
+                seconds=duration,
+                limit=max_duration_seconds,
             )
         if container.duration is not None and container.duration / av.time_base > max_duration_seconds:
             raise VideoError(
-                f"the header claims an absurd duration ({container.duration / av.time_base:.0f} s, "
-                f"the limit is {max_duration_seconds:.0f} s); refusing to decode"
+                N_(
+                    "the header claims an absurd duration (%(seconds).0f s, the limit is %(limit).0f s); refusing to decode"
+                ),
+                seconds=container.duration / av.time_base,
+                limit=max_duration_seconds,
             )
         audio = container.streams.audio[0] if container.streams.audio else None
 
@@ -294,7 +320,8 @@ def probe_video(
             if first_frame is None:
                 reason = _ffmpeg_reason(error)
                 raise VideoError(
-                    f"cannot decode the first frames: the file is truncated or corrupt ({reason})"
+                    N_("cannot decode the first frames: the file is truncated or corrupt (%(reason)s)"),
+                    reason=reason,
                 ) from None
         if first_frame is None:
             try:
@@ -304,7 +331,7 @@ def probe_video(
             except av.FFmpegError:
                 pass
         if first_frame is None:
-            raise VideoError("cannot decode the first frames: the file is truncated or corrupt")
+            raise VideoError(N_("cannot decode the first frames: the file is truncated or corrupt"))
 
         time_base = stream.time_base or Fraction(1, 1000)
         unique_pts = np.unique(np.asarray(pts_sample, dtype=np.int64)).astype(np.float64)

@@ -69,6 +69,83 @@ def test_a_corrupt_geotiff_is_refused_with_one_line_and_nothing_stored(
     assert not Job.objects.exists() and not Source.objects.exists()
 
 
+def test_upload_checks_speak_the_researchers_language(campaign, client, geotiff, _isolated_media):
+    """The media checks raise in English with their figures apart (tasks/messages.py); the page says the
+    same in French, GDAL's own words included as they are."""
+    client.cookies.load({"django_language": "fr"})
+    response = client.post(
+        "/researcher/darfur/sources/",
+        {"before": upload(geotiff / "corrupt.tif"), "tile_size_px": 256, "overlap_px": 32},
+        **XHR,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(
+        "corrupt.tif est endommagé : ses pixels ne peuvent pas être lus (TIFF"
+    )
+    empty = client.post(
+        "/researcher/darfur/sources/",
+        {"before": SimpleUploadedFile("vide.tif", b"", content_type="image/tiff"), "tile_size_px": 256},
+        **XHR,
+    )
+    assert empty.status_code == 400 and "vide" in json.dumps(empty.json(), ensure_ascii=False), empty.json()
+    assert stored_files(_isolated_media) == [] and not Job.objects.exists()
+    footage = CampaignFactory(slug="footage", kind=Campaign.Kind.VIDEO)
+    grant(footage, CampaignMembership.objects.get(campaign=campaign).user, CampaignMembership.Role.OWNER)
+    picture = client.post(
+        "/researcher/footage/sources/",
+        {"video": upload(geotiff / "RGB.byte.tif", "clip.mp4"), "max_segment_seconds": 10},
+        **XHR,
+    )
+    assert picture.status_code == 400 and picture.json()["error"] == "c'est un fichier TIFF, pas une vidéo"
+    client.cookies.load({"django_language": "en"})
+    english = client.post(
+        "/researcher/footage/sources/",
+        {"video": upload(geotiff / "RGB.byte.tif", "clip.mp4"), "max_segment_seconds": 10},
+        **XHR,
+    )
+    assert english.json()["error"] == "this is a TIFF file, not a video"
+
+
+def test_every_media_check_message_is_in_the_french_catalogue() -> None:
+    """A message added to the media checks without its French is caught here, not by a researcher."""
+    import ast
+
+    from django.utils import translation
+
+    templates = set()
+    for module in ("tasks/imagery.py", "tasks/video.py"):
+        for node in ast.walk(ast.parse(Path(module).read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "N_":
+                templates.add(node.args[0].value)
+    assert len(templates) >= 35
+    with translation.override("fr"):
+        missing = sorted(t for t in templates if translation.gettext(t) == t)
+    assert missing == []
+
+
+def test_said_falls_back_to_the_words_raised_when_it_cannot_translate() -> None:
+    from django.utils import translation
+
+    from frontend.i18n import said
+    from tasks.imagery import ImageryError
+    from tasks.messages import Explained
+
+    with translation.override("fr"):
+        try:
+            try:
+                raise ImageryError("%(name)s has no pixels", name="a.tif")
+            except ImageryError as exc:
+                raise services.IngestError(str(exc)) from exc
+        except services.IngestError as wrapped:
+            assert said(wrapped) == "a.tif n'a aucun pixel"
+        assert said(Explained("%(name)s has no pixels", name="b.tif")) == "b.tif n'a aucun pixel"
+        assert said(Explained("a sentence nobody translated")) == "a sentence nobody translated"
+        assert said(services.IngestError("plain words")) == "plain words"
+        prefixed = services.IngestError("line 3: a.tif has no pixels")
+        prefixed.__cause__ = ImageryError("%(name)s has no pixels", name="a.tif")
+        assert said(prefixed) == "line 3: a.tif has no pixels"  # other words than its cause's: as raised
+
+
 def test_upload_queue_validates_before_storing(campaign, owner, geotiff, _isolated_media):
     # An upload large enough for Django to spool to disk: the message names the researcher's file,
     # not the spool file (tmpab12cd.upload.tif).
